@@ -1,0 +1,45 @@
+# sagalang: `make demo` and `make test` work on a fresh clone with nothing installed by hand.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export SAGALANG_TEST_POSTGRES_DSN ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: demo test lint typecheck pytest graphviz venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# SVG/PNG rendering needs Graphviz's `dot`; install Debian's package when apt is usable.
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing graphviz (dot) with apt-get"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
+	      || echo "warning: could not install graphviz; SVG/PNG tests will fail"; \
+	  else echo "warning: Graphviz 'dot' not found and apt-get is not usable; install graphviz"; fi; }
+
+demo: $(STAMP)
+	$(BIN)/sagalang validate specs/examples
+	$(BIN)/sagalang plan specs/examples/order.saga
+
+lint: $(STAMP)
+	$(BIN)/ruff check sagalang tests bench
+	$(BIN)/ruff format --check sagalang tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict sagalang
+
+pytest: $(STAMP) graphviz
+	$(BIN)/pytest -q -n 2
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

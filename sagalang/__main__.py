@@ -1,0 +1,5 @@
+"""``python -m sagalang``."""
+
+from .cli import main
+
+main()

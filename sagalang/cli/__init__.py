@@ -1,0 +1,55 @@
+"""The ``sagalang`` command line: a click group whose commands load on demand.
+
+Each command lives in its own module under ``sagalang/cli/`` and holds no
+logic beyond parsing arguments and printing results. Commands are imported
+only when invoked, so ``sagalang validate`` does not pay for the interpreter.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+__all__ = ["main", "COMMANDS"]
+
+# command name -> "module:attribute"
+COMMANDS: dict[str, str] = {
+    "validate": "sagalang.cli.cmd_validate:validate",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sagalang")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(_version(), "--version", prog_name="sagalang")
+def main(**_: Any) -> None:
+    """sagalang: declare sagas in .saga files, check them, run them, draw them.
+
+    \b
+    Examples:
+      sagalang validate specs/                 check every spec in a folder
+      sagalang run order.saga --input in.json  run a saga
+      sagalang render order.saga -o order.svg  draw it
+    """

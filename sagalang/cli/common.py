@@ -1,0 +1,74 @@
+"""Helpers shared by the CLI commands: options, registry, error printing, exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_INVALID",
+    "EXIT_NEEDS_HUMAN",
+    "plugin_option",
+    "make_registry",
+    "use_color",
+    "user_errors",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # compensated, cancelled, validation errors, would-change
+EXIT_INVALID = 3  # invalid spec or input (run)
+EXIT_NEEDS_HUMAN = 4  # aborted or stuck
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def plugin_option(f: F) -> F:
+    """``--plugin MODULE_OR_FILE`` (repeatable)."""
+    return click.option(
+        "--plugin",
+        "plugins",
+        multiple=True,
+        metavar="MODULE_OR_FILE",
+        help="Load handlers from a module (pkg.mod) or a .py file; repeatable.",
+    )(f)
+
+
+def make_registry(plugins: tuple[str, ...] | list[str]) -> Any:
+    """The handler registry: entry points, [tool.sagalang] plugins, then --plugin."""
+    from ..plugins import Registry
+
+    return Registry.discover(plugins)
+
+
+def use_color(stream: Any = None) -> bool:
+    """Colour only on a terminal and only when NO_COLOR is unset."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    stream = stream or sys.stdout
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def user_errors(exit_code: int = EXIT_FAILED) -> Callable[[F], F]:
+    """Turn SagaError (a user mistake or an environment problem) into a message and an exit code."""
+
+    def deco(f: F) -> F:
+        @wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from ..errors import SagaError
+
+            try:
+                return f(*args, **kwargs)
+            except SagaError as err:
+                click.echo(f"sagalang: error: {err}", err=True)
+                raise SystemExit(exit_code) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
