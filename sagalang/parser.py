@@ -239,17 +239,46 @@ def _parse_fragment(source: str, line: int, col: int) -> ir.Expr:
     return _lark().parse(frag, start="expr")  # type: ignore[no-any-return]
 
 
+def _cache_file(grammar: str) -> str | bool:
+    """Where Lark keeps its analysed grammar between processes (False: no cache).
+
+    The name carries a hash of the grammar, Lark's and Python's versions, so a
+    changed grammar or upgrade never reads a stale table; Lark itself rebuilds
+    from scratch when a cache file cannot be read.
+    """
+    import hashlib
+    import os
+    import sys
+
+    import lark
+
+    if os.environ.get("SAGALANG_NO_GRAMMAR_CACHE"):
+        return False
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "sagalang"
+    key = hashlib.sha256(f"{grammar}\0{lark.__version__}\0{sys.version}".encode()).hexdigest()[:20]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    path = folder / f"grammar-{key}.lark"
+    if not os.access(folder, os.W_OK) and not path.exists():
+        return False
+    return str(path)
+
+
 @functools.cache
 def _lark() -> Lark:
     """The compiled parser; the only module-level cache in sagalang."""
+    grammar = grammar_path().read_text(encoding="utf-8")
     return Lark(
-        grammar_path().read_text(encoding="utf-8"),
+        grammar,
         parser="lalr",
         lexer=_SagaLexer,
         start=["start", "expr"],
         transformer=SagaTransformer(_parse_fragment),
         maybe_placeholders=False,
-        cache=False,
+        cache=_cache_file(grammar),
     )
 
 

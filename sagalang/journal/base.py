@@ -1,0 +1,105 @@
+"""The Store protocol every journal backend implements (memory, SQLite, PostgreSQL).
+
+A store keeps runs (their spec, input and a cached status) and each run's
+append-only journal of events. ``append`` is durable when it returns; the
+run's state is a fold over its events (:func:`sagalang.state.fold`).
+Leases with a fencing epoch make sure only one process drives a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import StoreError
+from ..events import Event
+
+__all__ = ["RunRecord", "Store", "StaleEpochError", "RunExistsError", "LeaseHeldError", "RUN_STATES", "TERMINAL_STATES"]
+
+RUN_STATES = ("queued", "running", "compensating", "completed", "compensated", "aborted", "stuck", "cancelled")
+TERMINAL_STATES = frozenset({"completed", "compensated", "aborted", "stuck", "cancelled"})
+
+
+class StaleEpochError(StoreError):
+    """A write came from a process whose lease (epoch) is no longer current."""
+
+
+class RunExistsError(StoreError):
+    """A run with this id exists already (raised only where idempotent reuse is not wanted)."""
+
+
+class LeaseHeldError(StoreError):
+    """Another live process drives this run."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as the store keeps it; ``status`` is a cache of the journal's fold.
+
+    ``spec`` maps each spec file's path (relative to the entry file's folder)
+    to its text, so a resume runs the definition the run started with.
+    """
+
+    run_id: str
+    saga: str
+    entry: str
+    spec: Mapping[str, str]
+    spec_hash: str
+    input: Mapping[str, Any]
+    handlers: tuple[str, ...] = ()
+    status: str = "running"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    owner: str | None = None
+    lease_until: float | None = None
+    epoch: int = 0
+    cancel_requested: bool = False
+    spec_path: str | None = None  # where the entry file was when the run started
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Journal storage. All methods are coroutines; ``append`` is durable on return."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema."""
+
+    async def close(self) -> None:
+        """Flush and release resources."""
+
+    async def create_run(self, record: RunRecord) -> tuple[RunRecord, bool]:
+        """Insert ``record``; if its id exists, return the existing run and False."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """One run, or None."""
+
+    async def list_runs(self, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first, optionally only those in ``status``."""
+
+    async def append(
+        self, run_id: str, events: Sequence[Event], status: str | None = None, epoch: int | None = None
+    ) -> list[Event]:
+        """Append ``events`` (seq assigned here) and optionally update the cached status.
+
+        With ``epoch`` given, the write fails with StaleEpochError unless it is
+        the run's current epoch (fencing).
+        """
+
+    async def events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """The run's events with ``seq > after_seq``, in order."""
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Flag the run for cancellation; False if it is unknown or already terminal."""
+
+    async def acquire(self, run_id: str, owner: str, ttl: float) -> int | None:
+        """Take the run's lease; returns the new epoch, or None if another live owner holds it."""
+
+    async def renew(self, run_id: str, owner: str, epoch: int, ttl: float) -> bool:
+        """Extend the lease; False if it was lost (another epoch took over)."""
+
+    async def release(self, run_id: str, owner: str, epoch: int) -> None:
+        """Give the lease up."""

@@ -1,0 +1,121 @@
+"""The in-process store (``memory:``): a journal that lives as long as the process.
+
+Used by tests, by ``sagalang test`` and wherever durability is not wanted. It
+implements the whole :class:`~sagalang.journal.base.Store` protocol, leases
+and fencing included, so code written against it behaves the same on SQLite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+from ..errors import StoreError
+from ..events import TERMINAL_EVENTS, Event
+from .base import TERMINAL_STATES, RunRecord, StaleEpochError
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Runs and journals in dictionaries; ``append`` is "durable" once it returns."""
+
+    url = "memory:"
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRecord] = {}
+        self._events: dict[str, list[Event]] = {}
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release; the data stays until the object is dropped."""
+
+    async def create_run(self, record: RunRecord) -> tuple[RunRecord, bool]:
+        """Insert ``record``; if its id exists, return the existing run and False."""
+        existing = self._runs.get(record.run_id)
+        if existing is not None:
+            return existing, False
+        now = time.time()
+        rec = dataclasses.replace(record, created_at=record.created_at or now, updated_at=now)
+        self._runs[rec.run_id] = rec
+        self._events[rec.run_id] = []
+        return rec, True
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """One run, or None."""
+        return self._runs.get(run_id)
+
+    async def list_runs(self, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first, optionally only those in ``status``."""
+        runs = sorted(self._runs.values(), key=lambda r: (r.created_at, r.run_id), reverse=True)
+        if status is not None:
+            runs = [r for r in runs if r.status == status]
+        return runs if limit is None else runs[:limit]
+
+    async def append(
+        self, run_id: str, events: Sequence[Event], status: str | None = None, epoch: int | None = None
+    ) -> list[Event]:
+        """Append ``events`` (seq assigned here) and optionally update the cached status."""
+        journal = self._events.get(run_id)
+        if journal is None:
+            raise StoreError(f"unknown run {run_id!r}")
+        rec = self._runs[run_id]
+        if epoch is not None and epoch != rec.epoch:
+            raise StaleEpochError(f"run {run_id!r} is now driven by epoch {rec.epoch}, not {epoch}")
+        out: list[Event] = []
+        seq = len(journal)
+        for ev in events:
+            seq += 1
+            # The interpreter numbers its own events; only renumber when it guessed wrong.
+            if ev.seq != seq or ev.run_id != run_id or not ev.time:
+                ev = dataclasses.replace(ev, seq=seq, run_id=run_id, time=ev.time or time.time())
+            journal.append(ev)
+            out.append(ev)
+        new_status = status
+        if new_status is None and out:
+            new_status = TERMINAL_EVENTS.get(out[-1].kind)
+        if new_status is not None and new_status != rec.status:
+            self._runs[run_id] = dataclasses.replace(rec, status=new_status, updated_at=time.time())
+        return out
+
+    async def events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """The run's events with ``seq > after_seq``, in order."""
+        journal = self._events.get(run_id, [])
+        return journal[after_seq:] if after_seq >= 0 else list(journal)
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Flag the run for cancellation; False if it is unknown or already terminal."""
+        rec = self._runs.get(run_id)
+        if rec is None or rec.status in TERMINAL_STATES:
+            return False
+        self._runs[run_id] = dataclasses.replace(rec, cancel_requested=True, updated_at=time.time())
+        return True
+
+    async def acquire(self, run_id: str, owner: str, ttl: float) -> int | None:
+        """Take the run's lease; returns the new epoch, or None if another live owner holds it."""
+        rec = self._runs.get(run_id)
+        if rec is None:
+            raise StoreError(f"unknown run {run_id!r}")
+        now = time.time()
+        if rec.owner not in (None, owner) and rec.lease_until is not None and rec.lease_until > now:
+            return None
+        epoch = rec.epoch + 1
+        self._runs[run_id] = dataclasses.replace(rec, owner=owner, lease_until=now + ttl, epoch=epoch)
+        return epoch
+
+    async def renew(self, run_id: str, owner: str, epoch: int, ttl: float) -> bool:
+        """Extend the lease; False if it was lost (another epoch took over)."""
+        rec = self._runs.get(run_id)
+        if rec is None or rec.epoch != epoch or rec.owner != owner:
+            return False
+        self._runs[run_id] = dataclasses.replace(rec, lease_until=time.time() + ttl)
+        return True
+
+    async def release(self, run_id: str, owner: str, epoch: int) -> None:
+        """Give the lease up."""
+        rec = self._runs.get(run_id)
+        if rec is not None and rec.epoch == epoch and rec.owner == owner:
+            self._runs[run_id] = dataclasses.replace(rec, owner=None, lease_until=None)
