@@ -41,5 +41,10 @@ pytest: $(STAMP) graphviz
 
 test: lint typecheck pytest
 
+# docs/img/*.svg and the gallery in docs/diagrams.md, generated from specs/examples (needs `dot`).
+.PHONY: docs-diagrams
+docs-diagrams: $(STAMP) graphviz
+	$(PY) scripts/gen_diagrams.py
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -14,17 +14,17 @@ from typing import Literal
 from .source import NO_SPAN, Span, snippet
 
 __all__ = [
-    "Diagnostic",
-    "Severity",
     "CATALOGUE",
-    "Rule",
+    "FORMATS",
     "JSON_FORMAT_VERSION",
-    "sort_diagnostics",
-    "format_text",
+    "Diagnostic",
+    "Rule",
+    "Severity",
+    "format_github",
     "format_json",
     "format_sarif",
-    "format_github",
-    "FORMATS",
+    "format_text",
+    "sort_diagnostics",
 ]
 
 Severity = Literal["error", "warning", "info"]
@@ -51,18 +51,670 @@ CATALOGUE: dict[str, Rule] = {
     r.code: r
     for r in [
         # ---- files and syntax ------------------------------------------------
-        _r("E001", "error", "cannot read file", "The file does not exist or cannot be read.", "Check the path and its permissions."),
-        _r("E002", "error", "not UTF-8 text", "Specs are UTF-8 text; the file holds bytes that are not valid UTF-8 (binary data or another encoding).", "Save the file as UTF-8, or pass the right file."),
-        _r("E003", "error", "NUL byte", "The file contains a NUL byte, which never occurs in a text spec.", "Remove the NUL bytes; check that this is the file you meant."),
-        _r("E004", "error", "file too large", "The file is larger than the parser accepts.", "Split the saga into several files joined by `import` and `call`."),
-        _r("E005", "error", "not a spec", "The file is empty or holds no saga.", "Declare at least one `saga NAME { ... }`."),
-        _r("E010", "error", "syntax error", "The parser met a token it did not expect here; the hint lists what it expected.", "Fix the text at the caret; the hint names the tokens that may stand there."),
-        _r("E011", "error", "unexpected character", "A character that starts no token of the language.", "Remove the character or put it inside a string."),
-        _r("E012", "error", "unterminated string", "A string is not closed before the end of its line.", "Close the string; write `\\n` for a line break inside it."),
-        _r("E013", "error", "unterminated block", "The file ends while a `{`, `(` or `[` is still open.", "Add the missing closing bracket."),
-        _r("E014", "error", "nesting too deep", "Brackets nest deeper than the parser allows.", "Split the expression into smaller parts."),
-        _r("E015", "error", "invalid escape", "A backslash in a string is followed by a character that is not an escape.", "Use one of `\\n \\t \\r \\\\ \\\" \\' \\$ \\0 \\uXXXX`."),
-        _r("E016", "error", "bad interpolation", "A `${` in a string is not closed, or is empty.", "Close it with `}`, or write `\\${` for a literal `${`."),
+        _r(
+            "E001",
+            "error",
+            "cannot read file",
+            "The file does not exist or cannot be read.",
+            "Check the path and its permissions.",
+        ),
+        _r(
+            "E002",
+            "error",
+            "not UTF-8 text",
+            "Specs are UTF-8 text; the file holds bytes that are not valid UTF-8 (binary data or another encoding).",
+            "Save the file as UTF-8, or pass the right file.",
+        ),
+        _r(
+            "E003",
+            "error",
+            "NUL byte",
+            "The file contains a NUL byte, which never occurs in a text spec.",
+            "Remove the NUL bytes; check that this is the file you meant.",
+        ),
+        _r(
+            "E004",
+            "error",
+            "file too large",
+            "The file is larger than the parser accepts.",
+            "Split the saga into several files joined by `import` and `call`.",
+        ),
+        _r(
+            "E005",
+            "error",
+            "not a spec",
+            "The file is empty or holds no saga.",
+            "Declare at least one `saga NAME { ... }`.",
+        ),
+        _r(
+            "E010",
+            "error",
+            "syntax error",
+            "The parser met a token it did not expect here; the hint lists what it expected.",
+            "Fix the text at the caret; the hint names the tokens that may stand there.",
+        ),
+        _r(
+            "E011",
+            "error",
+            "unexpected character",
+            "A character that starts no token of the language.",
+            "Remove the character or put it inside a string.",
+        ),
+        _r(
+            "E012",
+            "error",
+            "unterminated string",
+            "A string is not closed before the end of its line.",
+            "Close the string; write `\\n` for a line break inside it.",
+        ),
+        _r(
+            "E013",
+            "error",
+            "unterminated block",
+            "The file ends while a `{`, `(` or `[` is still open.",
+            "Add the missing closing bracket.",
+        ),
+        _r(
+            "E014",
+            "error",
+            "nesting too deep",
+            "Brackets nest deeper than the parser allows.",
+            "Split the expression into smaller parts.",
+        ),
+        _r(
+            "E015",
+            "error",
+            "invalid escape",
+            "A backslash in a string is followed by a character that is not an escape.",
+            "Use one of `\\n \\t \\r \\\\ \\\" \\' \\$ \\0 \\uXXXX`.",
+        ),
+        _r(
+            "E016",
+            "error",
+            "bad interpolation",
+            "A `${` in a string is not closed, or is empty.",
+            "Close it with `}`, or write `\\${` for a literal `${`.",
+        ),
+        # ---- names and structure -----------------------------------------------
+        _r(
+            "E101",
+            "error",
+            "duplicate saga",
+            (
+                "Two sagas share a name in one file, or a saga has the name of a saga in a file it imports, so "
+                "`call NAME` would be ambiguous."
+            ),
+            "Rename one of the sagas, or drop the import.",
+        ),
+        _r(
+            "E102",
+            "error",
+            "duplicate step",
+            (
+                "Two steps of one saga share a name; step names are how expressions, `after` and the journal refer "
+                "to steps."
+            ),
+            "Rename one of the steps.",
+        ),
+        _r(
+            "E103",
+            "error",
+            "duplicate input field",
+            "An inline `input { }` declares the same field twice.",
+            "Remove or rename one of the fields.",
+        ),
+        _r(
+            "E104",
+            "error",
+            "duplicate output entry",
+            "The saga's `output { }` mapping names the same entry twice.",
+            "Remove or rename one of the entries.",
+        ),
+        _r(
+            "E105",
+            "error",
+            "duplicate argument",
+            "A handler call, step object or sub-saga call passes the same argument twice.",
+            "Pass each argument once.",
+        ),
+        _r(
+            "E106",
+            "error",
+            "duplicate map key",
+            "A map literal `{ a: 1, a: 2 }` repeats a key; only one value could survive.",
+            "Remove or rename one of the keys.",
+        ),
+        _r(
+            "E107",
+            "error",
+            "duplicate clause",
+            (
+                "A clause such as `do`, `undo`, `retry`, `timeout`, `when` or `input` is written twice in one step "
+                "or saga. The first one counts; the others are ignored."
+            ),
+            "Keep a single clause.",
+        ),
+        _r(
+            "E108",
+            "error",
+            "step without action",
+            "A step has none of `do`, `call` or `use`, so it would do nothing.",
+            "Give it an action: `do ns.handler(...)`, `call saga(...)` or `use ns.step(...)`.",
+        ),
+        _r(
+            "E109",
+            "error",
+            "step with several actions",
+            "A step has more than one of `do`, `call` and `use`; a step runs exactly one action.",
+            "Split it into one step per action.",
+        ),
+        _r(
+            "E110",
+            "error",
+            "undo without do",
+            (
+                "`undo` pairs with `do`. A step object (`use`) provides its own undo, and a called saga (`call`) "
+                "compensates its own steps."
+            ),
+            "Remove the `undo`.",
+        ),
+        _r(
+            "E111",
+            "error",
+            "reserved name",
+            (
+                "`input`, `saga` and `result` are names expressions already use; a step or loop variable with one "
+                "of these names (or a loop variable named like a step) would be ambiguous."
+            ),
+            "Rename the step or the loop variable.",
+        ),
+        # ---- ordering ------------------------------------------------------------
+        _r(
+            "E201",
+            "error",
+            "unknown step in after",
+            "`after` names a step that the saga does not define.",
+            "Fix the name (the hint suggests a close one) or define the step.",
+        ),
+        _r(
+            "E202",
+            "error",
+            "dependency cycle",
+            (
+                "The `after` edges form a cycle, so none of the steps in it could ever start. The message reads the "
+                "cycle as a chain: `a runs after b, b runs after a`."
+            ),
+            "Remove one of the `after` edges in the cycle.",
+        ),
+        _r(
+            "E203",
+            "error",
+            "step after itself",
+            "A step lists itself in `after`.",
+            "Remove its own name from `after`.",
+        ),
+        _r(
+            "W204",
+            "warning",
+            "repeated after entry",
+            "`after` lists the same step twice.",
+            "List each step once.",
+        ),
+        # ---- expressions and data flow --------------------------------------------
+        _r(
+            "E301",
+            "error",
+            "unknown name",
+            (
+                "An expression reads a name that is not `input`, `saga`, a step of this saga, the step's loop "
+                "variable, or `result` (in an undo)."
+            ),
+            "Fix the name (the hint suggests a close one).",
+        ),
+        _r(
+            "E302",
+            "error",
+            "unknown input field",
+            (
+                "An expression reads `input.NAME` but the saga's inline `input { }` declares no such field. (Sagas "
+                "with `input schema` are not checked here.)"
+            ),
+            "Declare the field, or fix its name.",
+        ),
+        _r(
+            "E303",
+            "error",
+            "output read before it exists",
+            (
+                "An expression of a step reads the output of a step that is not guaranteed to have completed before "
+                "it: the other step runs later, concurrently (e.g. in the same `parallel` block), or on another "
+                "branch of the DAG. Only ancestors in the dependency graph have finished. A step may read its own "
+                "output only in its `undo`."
+            ),
+            "Add `after OTHER` to the step, move it later, or read the value in the saga's `output`.",
+        ),
+        _r(
+            "E304",
+            "error",
+            "conditional output read without default",
+            (
+                "A step with `when` may be skipped; its output is then `null`, and reading a field of it fails at "
+                "run time."
+            ),
+            "Wrap the read: `default(step.field, fallback)` or `coalesce(step.field, fallback)`.",
+        ),
+        _r(
+            "W305",
+            "warning",
+            "field of a fan-out output",
+            "A `for` step's output is the list of its items' outputs, so `step.field` reads a field of a list.",
+            "Index the list (`step[0].field`), or pass the whole list.",
+        ),
+        _r(
+            "E306",
+            "error",
+            "result outside undo",
+            (
+                "`result` names the step's own output (or, in a fan-out step, this item's output) and exists only "
+                "in an `undo`."
+            ),
+            "Read another step's output by its name.",
+        ),
+        _r(
+            "E307",
+            "error",
+            "loop variable out of scope",
+            (
+                "A fan-out loop variable exists only in its own step's `do`, `undo` and arguments; not in its `for` "
+                "expression, its `when`, nor in other steps."
+            ),
+            "Read the fan-out step's output (a list) from other steps.",
+        ),
+        _r(
+            "E308",
+            "error",
+            "unknown function",
+            (
+                "Expressions can call only the language's pure functions (`len`, `default`, `coalesce`, `contains`, "
+                "...)."
+            ),
+            "Fix the name (the hint suggests a close one); see the functions in the language reference.",
+        ),
+        _r(
+            "E309",
+            "error",
+            "wrong number of arguments",
+            "A function is called with too few or too many arguments.",
+            "Pass the number of arguments the message names.",
+        ),
+        _r(
+            "E310",
+            "error",
+            "unknown saga field",
+            "`saga` holds the run's context: `saga.id`, `saga.name` and `saga.attempt`.",
+            "Use one of those fields.",
+        ),
+        # ---- reachability -----------------------------------------------------------
+        _r(
+            "W401",
+            "warning",
+            "step never runs",
+            (
+                'The step\'s `when` is a constant false value (`false`, `null`, `0`, `""`), so the step is always '
+                "skipped."
+            ),
+            "Remove the step or fix the condition.",
+        ),
+        _r(
+            "W402",
+            "warning",
+            "unused import",
+            "The file imports another spec but calls none of its sagas.",
+            "Remove the import.",
+        ),
+        _r(
+            "W403",
+            "warning",
+            "unused input field",
+            "An inline input field is never read by any expression of the saga.",
+            "Remove the field, or use it.",
+        ),
+        _r(
+            "W404",
+            "warning",
+            "repeated import",
+            "The same file is imported twice (perhaps through different relative paths).",
+            "Remove the repeated import.",
+        ),
+        # ---- handlers ------------------------------------------------------------------
+        _r(
+            "E501",
+            "error",
+            "unknown handler",
+            "The handler's namespace has registered handlers, but none with this name.",
+            'Fix the name (the hint suggests a close one) or register the handler with `@handler("ns.name")`.',
+        ),
+        _r(
+            "W502",
+            "warning",
+            "handler not checked",
+            (
+                "No handler of this namespace is registered (no entry point, `--plugin` or `[tool.sagalang] "
+                "plugins` provides it), so the handler could not be checked. This keeps offline CI without plugins "
+                "green; `--strict` turns it into an error."
+            ),
+            "Load the plugin that provides the namespace (`--plugin MODULE`), or ignore the warning.",
+        ),
+        _r(
+            "E503",
+            "error",
+            "unknown handler argument",
+            "The call passes an argument the handler's signature does not accept.",
+            "Fix the argument name (the hint lists the parameters).",
+        ),
+        _r(
+            "E504",
+            "error",
+            "missing handler argument",
+            "The handler has a required parameter the call does not pass.",
+            "Pass the argument, or give the parameter a default in the handler.",
+        ),
+        _r(
+            "E505",
+            "error",
+            "use on a function",
+            "`use` needs a registered step object (with `execute`/`compensate`); this handler is a plain function.",
+            "Write `do ns.handler(...)` with an `undo`, or register a step object.",
+        ),
+        _r(
+            "E506",
+            "error",
+            "do on a step object",
+            (
+                "`do`, `undo` and `analyze` call functions; this handler is a step object, which provides both the "
+                "action and its undo."
+            ),
+            "Write `use ns.step(...)` and drop the `undo`.",
+        ),
+        _r(
+            "E508",
+            "error",
+            "handler without namespace",
+            "Handler names have the form `namespace.name`.",
+            "Add the namespace, e.g. `payments.charge`.",
+        ),
+        _r(
+            "E509",
+            "error",
+            "handlers failed to load",
+            "The plugin that provides the namespace raised an error when imported.",
+            "Fix the plugin; the message shows its error.",
+        ),
+        # ---- step classes ----------------------------------------------------------------
+        _r(
+            "E601",
+            "error",
+            "two pivots",
+            (
+                "A saga has at most one `pivot` step: the single point of no return (Garcia-Molina & Salem; "
+                "Richardson's compensatable -> pivot -> retriable)."
+            ),
+            "Keep one pivot; make the other steps compensatable (with undo) or retriable.",
+        ),
+        _r(
+            "E602",
+            "error",
+            "pivot with undo",
+            (
+                "A pivot is the point of no return: once it completed, the saga only moves forward, so its undo "
+                "would never run."
+            ),
+            "Remove the undo, or drop `pivot` if the step can be compensated.",
+        ),
+        _r(
+            "E603",
+            "error",
+            "readonly step with undo",
+            "A `readonly` step changes nothing, so there is nothing to undo.",
+            "Remove the undo, or drop `readonly`.",
+        ),
+        _r(
+            "E604",
+            "error",
+            "retriable step with undo",
+            (
+                "A `retriable` step runs after the point of no return and is retried until it succeeds; it is never "
+                "compensated."
+            ),
+            "Remove the undo, or drop `retriable`.",
+        ),
+        _r(
+            "E605",
+            "error",
+            "no undo before the pivot",
+            (
+                "A step with side effects runs before the pivot but has no undo (or calls a saga that cannot be "
+                "fully undone); if a later step fails, its effects cannot be rolled back."
+            ),
+            "Give the step an undo, or mark it `readonly` if it changes nothing.",
+        ),
+        _r(
+            "E606",
+            "error",
+            "undo after the pivot",
+            "A compensatable step runs after the pivot, where failures are retried and nothing is compensated.",
+            "Move the step before the pivot, or drop its undo and give it a retry policy.",
+        ),
+        _r(
+            "E607",
+            "error",
+            "concurrent with the pivot",
+            (
+                "A step may run at the same time as the pivot (explicit, or the step that acts as one): it is "
+                "neither safely before it (compensatable) nor after it (retriable)."
+            ),
+            "Order it before or after the pivot with `after`.",
+        ),
+        _r(
+            "E608",
+            "error",
+            "irreversible step before compensatable ones",
+            (
+                "A side-effecting step without undo (or a call of a saga that cannot be fully undone) may be "
+                "followed by, or run alongside, a compensatable step. If that later step fails, the saga would have "
+                "to compensate but cannot undo this one. A step without undo is allowed only where every "
+                "compensatable step runs before it."
+            ),
+            "Give the step an undo, or mark it `pivot` and order every compensatable step before it.",
+        ),
+        _r(
+            "I609",
+            "info",
+            "implicit pivot or retriable step",
+            (
+                "A side-effecting step without undo after every compensatable step: the first one acts as the "
+                "saga's pivot, the ones after it as retriable steps. Reported so the step classes are visible."
+            ),
+            "Mark the steps `pivot` / `retriable` to make this explicit.",
+        ),
+        _r(
+            "W610",
+            "warning",
+            "no retry after the pivot",
+            (
+                "A step after the point of no return has no retry policy (its own or the saga's defaults); if it "
+                "fails, the saga cannot compensate and is stuck."
+            ),
+            "Add `retry forever backoff ...` (or `retry attempts N`) to the step or to `defaults`.",
+        ),
+        _r(
+            "W611",
+            "warning",
+            "retry forever before the pivot",
+            (
+                "A step that may still be compensated retries forever: if its failure is permanent the saga never "
+                "fails, so it never compensates."
+            ),
+            "Bound the retry with `retry attempts N`; retry forever only after the pivot.",
+        ),
+        # ---- imports and sub-sagas ---------------------------------------------------------
+        _r(
+            "E701",
+            "error",
+            "import escapes the root",
+            (
+                "An `import` path leads outside the spec root (the nearest folder with pyproject.toml or .git, or "
+                "`--root`)."
+            ),
+            "Keep imported specs inside the project, or pass `--root`.",
+        ),
+        _r(
+            "E702",
+            "error",
+            "import cycle",
+            "Files import each other in a cycle.",
+            "Move the shared sagas into a file both import.",
+        ),
+        _r(
+            "E703",
+            "error",
+            "imported file not found",
+            "An `import` names a file that does not exist (paths are relative to the importing file).",
+            "Fix the path.",
+        ),
+        _r(
+            "E704",
+            "error",
+            "unknown saga",
+            "`call` names a saga that is neither in this file nor in a file it imports.",
+            "Fix the name, or import the file that defines it.",
+        ),
+        _r(
+            "E705",
+            "error",
+            "recursive call",
+            (
+                "A saga calls itself, directly or through other sagas (also across imported files); it would never "
+                "finish."
+            ),
+            "Break the cycle of `call` steps.",
+        ),
+        _r(
+            "E706",
+            "error",
+            "unknown saga input",
+            "A `call` passes an argument that the callee's inline `input { }` does not declare.",
+            "Fix the argument name, or declare the input in the callee.",
+        ),
+        _r(
+            "E707",
+            "error",
+            "missing saga input",
+            "A `call` does not pass an input the callee requires (an inline field without default).",
+            "Pass the input, or give the field a default.",
+        ),
+        # ---- policies -----------------------------------------------------------------------
+        _r(
+            "E801",
+            "error",
+            "retry attempts below 1",
+            "`retry attempts N` counts every call including the first, so N is at least 1.",
+            "Use `attempts 1` for no retry, or more.",
+        ),
+        _r(
+            "E802",
+            "error",
+            "backoff multiplier below 1",
+            "A backoff multiplier below 1 would make each delay shorter than the one before.",
+            "Use `x1` for a constant delay, or more.",
+        ),
+        _r(
+            "E803",
+            "error",
+            "backoff max below initial",
+            "The cap `max D` is shorter than the initial delay, so every delay would be the cap.",
+            "Raise the cap or lower the initial delay.",
+        ),
+        _r(
+            "E804",
+            "error",
+            "zero timeout",
+            "A timeout of zero would expire before the work starts.",
+            "Use a positive duration, or drop the timeout.",
+        ),
+        _r(
+            "E805",
+            "error",
+            "fan-out limit below 1",
+            "`limit N` is how many items run at once; at least 1.",
+            "Use a positive limit, or drop `limit` to run every item at once.",
+        ),
+        _r(
+            "E806",
+            "error",
+            "saga retry attempts below 1",
+            "`retry saga attempts N` counts every attempt including the first.",
+            "Use at least 1.",
+        ),
+        _r(
+            "W807",
+            "warning",
+            "step timeout above saga timeout",
+            "A step (or default step) timeout is longer than the whole saga's timeout, which expires first.",
+            "Shorten the step timeout or lengthen the saga's.",
+        ),
+        # ---- input and schemas -----------------------------------------------------------------
+        _r(
+            "E901",
+            "error",
+            "unknown input type",
+            "Input field types are `string`, `integer`, `number`, `boolean`, `object`, `list`, `any` and `list[T]`.",
+            "Use one of those types.",
+        ),
+        _r(
+            "E902",
+            "error",
+            "non-constant default",
+            (
+                "An input field's default must be a literal (string, number, boolean, null, or a list or map of "
+                "them); it is fixed before the saga runs."
+            ),
+            "Write the default as a literal.",
+        ),
+        _r(
+            "E903",
+            "error",
+            "default of the wrong type",
+            "An input field's default does not match the field's type (`null` is accepted for any type).",
+            "Fix the default or the type.",
+        ),
+        _r(
+            "E904",
+            "error",
+            "schema file not found",
+            (
+                "An `input schema` or `output schema` names a file that does not exist (paths are relative to the "
+                "spec's folder)."
+            ),
+            "Fix the path.",
+        ),
+        _r(
+            "E905",
+            "error",
+            "invalid JSON",
+            "A schema file is not valid JSON; the message gives the position.",
+            "Fix the JSON.",
+        ),
+        _r(
+            "E906",
+            "error",
+            "invalid JSON Schema",
+            (
+                "A schema file is JSON but not a valid JSON Schema for its `$schema` dialect (checked with "
+                "jsonschema's `check_schema`)."
+            ),
+            "Fix the schema at the path the message names.",
+        ),
     ]
 }
 
@@ -135,7 +787,8 @@ def format_text(
         where = d.file or "<input>"
         if d.span.line > 0:
             where += f":{d.span.line}:{d.span.col}"
-        head = f"{_style(where, 'cyan', color)}: {_style(f'{d.severity}[{d.code}]', colors[d.severity], color, True)}: {d.message}"
+        label = _style(f"{d.severity}[{d.code}]", colors[d.severity], color, True)
+        head = f"{_style(where, 'cyan', color)}: {label}: {d.message}"
         out.append(head)
         text = lookup(d.file)
         if text is not None and d.span.line > 0:
@@ -151,8 +804,11 @@ def summary(diags: list[Diagnostic], files: int) -> str:
     """``N errors, M warnings in K files``."""
     errors = sum(d.severity == "error" for d in diags)
     warnings = sum(d.severity == "warning" for d in diags)
-    plural = lambda n, w: f"{n} {w}{'' if n == 1 else 's'}"  # noqa: E731
-    return f"{plural(errors, 'error')}, {plural(warnings, 'warning')} in {plural(files, 'file')}"
+    return f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {_plural(files, 'file')}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def format_json(diags: list[Diagnostic], files: int = 0) -> str:

@@ -375,6 +375,16 @@ def evaluate(e: ir.Expr, env: Env) -> Any:
             except ExprError:
                 first = None
             return _default(first, evaluate(e.args[1], env))
+        if e.func == "coalesce":
+            # Like default(): every argument but the last may read a skipped step; first non-null wins.
+            for arg in e.args[:-1]:
+                try:
+                    value = evaluate(arg, env)
+                except ExprError:
+                    continue
+                if value is not None:
+                    return value
+            return evaluate(e.args[-1], env) if e.args else None
         args = [evaluate(a, env) for a in e.args]
         try:
             return fn.impl(*args)

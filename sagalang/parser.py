@@ -125,6 +125,13 @@ class _SagaLexer(Lexer):
                 keyword = keywords.get(value)
                 if keyword is not None and (keyword in accepted or "NAME" not in accepted):
                     kind = keyword
+            elif kind == "DOTTED" and kind not in accepted:
+                # After a "." only a NAME may follow (`f(x).a.b`, `[].a.b`): take the first part alone.
+                value = _IDENT.match(text, start).group()  # type: ignore[union-attr]
+                kind = "NAME"
+                keyword = keywords.get(value)
+                if keyword is not None and (keyword in accepted or "NAME" not in accepted):
+                    kind = keyword
             elif kind == "MULT" and kind not in accepted:
                 value = _NAME_OR_DOTTED.match(text, start).group()  # type: ignore[union-attr]
                 kind = "DOTTED" if "." in value else "NAME"
@@ -184,10 +191,18 @@ def _check_string(raw: str, line: int, col: int) -> None:
                 hint="valid escapes: \\n \\t \\r \\\\ \\\" \\' \\$ \\0 \\uXXXX",
             )
         i = raw.find("\\", i + 2)
-    i = raw.find("${")
-    while i != -1:
-        if i > 0 and raw[i - 1] == "\\" and not raw[: i - 1].endswith("\\"):
-            i = raw.find("${", i + 2)
+    if "${" not in raw:
+        return
+    # Walk escapes pairwise so that ``\\${`` (a backslash, then an interpolation) and
+    # ``\\\${`` (a backslash, then a literal ``${``) are told apart, as split_template does.
+    i, n = 1, len(raw) - 1
+    while i < n:
+        ch = raw[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch != "$" or raw[i + 1] != "{":
+            i += 1
             continue
         close = template_end(raw, i + 2, raw[0])
         if close == -1:
@@ -201,7 +216,7 @@ def _check_string(raw: str, line: int, col: int) -> None:
         if not raw[i + 2 : close].strip():
             c = col + i
             raise SagaSyntaxError("empty '${}' in string", Span(line, c, line, c + 3), code="E016")
-        i = raw.find("${", close + 1)
+        i = close + 1
 
 
 _TERMINAL_WORDS = {
@@ -295,7 +310,8 @@ def _translate(err: UnexpectedInput, file: str) -> SagaSyntaxError:
         if tok.type == "$END":
             line = err.line if err.line and err.line > 0 else 1
             col = err.column if err.column and err.column > 0 else 1
-            closing = "'}'" in expected or "')'" in expected or "']'" in expected
+            # Test the raw terminal names: the worded list is cut short and may omit the brackets.
+            closing = bool({"RBRACE", "RPAR", "RSQB"} & set(err.expected))
             return SagaSyntaxError(
                 "unexpected end of file" + (": a block or bracket is not closed" if closing else ""),
                 Span(line, col, line, col + 1),
@@ -336,6 +352,8 @@ def parse(text: str, file: str = "<string>") -> ir.Module:
         raise
     except UnexpectedInput as err:
         raise _translate(err, file) from None
+    except RecursionError:
+        raise SagaSyntaxError("nesting too deep to parse", Span(1, 1, 1, 2), code="E014", file=file) from None
     finally:
         if gc_was_enabled:
             gc.enable()

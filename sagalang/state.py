@@ -153,6 +153,8 @@ def _saga_started(state: RunState, ev: Event) -> None:
     if "input" in d:
         state.input = d["input"]
     state.status = "running"
+    for name in d.get("steps", ()):
+        state.step(name)
     if state.started_at is None:
         state.started_at = ev.time
 

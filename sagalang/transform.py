@@ -20,6 +20,10 @@ from .source import NO_SPAN, Span
 __all__ = ["SagaTransformer", "decode_string", "tok_span", "split_template", "DURATION_UNITS"]
 
 DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_INF = float("inf")
+_MAX_DIGITS = 4000
+# Alternating prefix operators (``not -not -x``) recurse in _Precedence; bound them like brackets.
+_MAX_PREFIX_NESTING = 100
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "$": "$", "0": "\0"}
 
@@ -147,7 +151,17 @@ def _durations(tok: Token) -> ir.Duration:
     text = str(tok)
     num = text.rstrip("msdh")
     unit = text[len(num) :]
-    return ir.Duration(round(float(num) * DURATION_UNITS[unit]), tok_span(tok))
+    ms = float(num) * DURATION_UNITS[unit]
+    if ms == _INF:
+        raise SagaSyntaxError("duration too large", tok_span(tok), code="E010")
+    return ir.Duration(round(ms), tok_span(tok))
+
+
+def _int(tok: Token) -> int:
+    """An INT token's value; Python refuses to convert more than 4300 digits, so say so first."""
+    if len(tok) > _MAX_DIGITS:
+        raise SagaSyntaxError(f"number too long ({len(tok)} digits)", tok_span(tok), code="E010")
+    return int(tok)
 
 
 def _span_of(node: Any) -> Span:
@@ -181,6 +195,7 @@ class _Precedence:
     def __init__(self, items: list[Any]) -> None:
         self.items = items
         self.pos = 0
+        self.depth = 0
 
     def _prefix(self) -> ir.Expr:
         items = self.items
@@ -190,7 +205,13 @@ class _Precedence:
             while isinstance(items[self.pos], Token) and items[self.pos].type == tok.type:
                 ops.append(str(items[self.pos]))
                 self.pos += 1
+            self.depth += 1
+            if self.depth > _MAX_PREFIX_NESTING:
+                raise SagaSyntaxError(
+                    f"prefix operators nest deeper than {_MAX_PREFIX_NESTING} levels", tok_span(tok), code="E014"
+                )
             operand = self.parse(_NOT_PREC + 1 if tok.type == "NOT" else _NEG_PREC)
+            self.depth -= 1
             return ir.Unary(tuple(ops), operand, _join(tok_span(tok), _span_of(operand)))
         self.pos += 1
         return tok  # type: ignore[no-any-return]
@@ -330,7 +351,7 @@ class SagaTransformer(Transformer[Token, Any]):
         return ir.RetryPolicy(attempts, backoff, jitter, on, except_, tok_span(c[0]))
 
     def attempts(self, c: list[Token]) -> int:
-        return int(c[0])
+        return _int(c[0])
 
     def forever(self, c: list[Any]) -> None:
         return None
@@ -383,7 +404,7 @@ class SagaTransformer(Transformer[Token, Any]):
         span = tok_span(c[0])
         backoff = next((x for x in c[2:] if isinstance(x, ir.Backoff)), None)
         analyzer = next((x.value for x in c[2:] if isinstance(x, _Clause)), None)
-        return _Clause("saga_retry", ir.SagaRetry(int(c[1]), backoff, analyzer, span), span)
+        return _Clause("saga_retry", ir.SagaRetry(_int(c[1]), backoff, analyzer, span), span)
 
     def analyze(self, c: list[Any]) -> _Clause:
         return _Clause("analyze", str(c[0]), NO_SPAN)
@@ -439,7 +460,7 @@ class SagaTransformer(Transformer[Token, Any]):
         return _Clause("for", ir.ForEach(str(var), c[1], limit, span), span)
 
     def limit(self, c: list[Token]) -> int:
-        return int(c[0])
+        return _int(c[0])
 
     def after_clause(self, c: list[Token]) -> _Clause:
         refs = tuple(ir.StepRef(str(t), tok_span(t)) for t in c)
@@ -523,7 +544,8 @@ class SagaTransformer(Transformer[Token, Any]):
         raw = str(tok)
         span = tok_span(tok)
         parts = split_template(raw)
-        if parts is None:
+        if parts is None or len(parts) == 1:
+            # No interpolation (at most an escaped ``\${``): a plain string, however it is spelled.
             return ir.Literal(decode_string(raw), span)
         line = tok.line or 0
         col = tok.column or 0
@@ -538,7 +560,7 @@ class SagaTransformer(Transformer[Token, Any]):
         return ir.Template(tuple(out), span)
 
     def int_(self, c: list[Token]) -> ir.Literal:
-        return ir.Literal(int(c[0]), tok_span(c[0]))
+        return ir.Literal(_int(c[0]), tok_span(c[0]))
 
     def float_(self, c: list[Token]) -> ir.Literal:
         return ir.Literal(float(c[0]), tok_span(c[0]))

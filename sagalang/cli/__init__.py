@@ -17,6 +17,22 @@ __all__ = ["main", "COMMANDS"]
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
     "validate": "sagalang.cli.cmd_validate:validate",
+    "run": "sagalang.cli.cmd_run:run",
+    "handlers": "sagalang.cli.cmd_handlers:handlers",
+    "fmt": "sagalang.cli.cmd_fmt:fmt",
+    "export": "sagalang.cli.cmd_export:export",
+    "schema": "sagalang.cli.cmd_export:schema",
+    "plan": "sagalang.cli.cmd_plan:plan",
+    "init": "sagalang.cli.cmd_init:init",
+    "render": "sagalang.cli.cmd_render:render",
+    "list": "sagalang.cli.cmd_ops:list_runs",
+    "show": "sagalang.cli.cmd_ops:show",
+    "history": "sagalang.cli.cmd_ops:history",
+    "resume": "sagalang.cli.cmd_ops:resume",
+    "cancel": "sagalang.cli.cmd_ops:cancel",
+    "submit": "sagalang.cli.cmd_worker:submit",
+    "worker": "sagalang.cli.cmd_worker:worker",
+    "migrate": "sagalang.cli.cmd_worker:migrate",
 }
 
 

@@ -38,8 +38,10 @@ class MemoryStore:
         existing = self._runs.get(record.run_id)
         if existing is not None:
             return existing, False
-        now = time.time()
-        rec = dataclasses.replace(record, created_at=record.created_at or now, updated_at=now)
+        rec = record
+        if not (record.created_at and record.updated_at):
+            now = time.time()
+            rec = dataclasses.replace(record, created_at=record.created_at or now, updated_at=now)
         self._runs[rec.run_id] = rec
         self._events[rec.run_id] = []
         return rec, True
@@ -65,8 +67,15 @@ class MemoryStore:
         rec = self._runs[run_id]
         if epoch is not None and epoch != rec.epoch:
             raise StaleEpochError(f"run {run_id!r} is now driven by epoch {rec.epoch}, not {epoch}")
-        out: list[Event] = []
         seq = len(journal)
+        if len(events) == 1 and status is None:
+            # The interpreter's hot path: one event, numbered and stamped by its writer.
+            ev = events[0]
+            if ev.seq != seq + 1 or ev.run_id != run_id or not ev.time:
+                ev = dataclasses.replace(ev, seq=seq + 1, run_id=run_id, time=ev.time or time.time())
+            journal.append(ev)
+            return [ev]
+        out: list[Event] = []
         for ev in events:
             seq += 1
             # The interpreter numbers its own events; only renumber when it guessed wrong.

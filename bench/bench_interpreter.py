@@ -1,0 +1,172 @@
+"""Interpreter benchmarks: per-step cost against ``transitions``, and 10,000 concurrent sagas.
+
+Run: ``python bench/bench_interpreter.py [--quick]`` (prints a table, merges its
+figures into bench/results.json under ``interpreter``).
+
+1. Per-step cost of a 10-step linear saga with async no-op handlers on the
+   memory store (journal, fold and all), next to ``transitions``' cost per
+   transition measured in the same run (a 10-state machine driven through its
+   triggers). ``transitions`` is not a dependency; without it the peer is skipped.
+2. The same with sync handlers (each call goes through the thread pool).
+3. 10,000 concurrent 5-step sagas whose handlers each await 10 ms: wall time
+   against the ideal (50 ms + 50,000 × per-step cost) and peak RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import fmt_stat, fmt_time, measure, save, table
+
+from sagalang.coordinator import Coordinator
+from sagalang.interpreter import run
+from sagalang.journal.memory import MemoryStore
+from sagalang.plugins import Registry
+from sagalang.spec import Spec, load
+
+
+def _linear(n: int, handler: str) -> str:
+    steps = "\n".join(f"    step s{i} {{ do {handler}() }}" for i in range(n))
+    return f'saga bench version "1" {{\n{steps}\n}}\n'
+
+
+def _spec(text: str) -> Spec:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.saga"
+        path.write_text(text)
+        return load(path)
+
+
+async def _noop() -> None:
+    return None
+
+
+def _sync_noop() -> None:
+    return None
+
+
+async def _sleep10() -> None:
+    await asyncio.sleep(0.01)
+
+
+def _registry() -> Registry:
+    reg = Registry()
+    reg.add("b.noop", _noop)
+    reg.add("b.sync", _sync_noop)
+    reg.add("b.sleep", _sleep10)
+    return reg
+
+
+def per_step(spec: Spec, registry: Registry, steps: int, sagas: int, repeat: int) -> dict[str, float]:
+    """Seconds per step: ``sagas`` runs of a ``steps``-step saga in one event loop, per step."""
+
+    async def batch() -> None:
+        store = MemoryStore()
+        for _ in range(sagas):
+            await run(spec, {}, store=store, registry=registry)
+
+    loop = asyncio.new_event_loop()
+    try:
+        stat = measure(lambda: loop.run_until_complete(batch()), repeat=repeat)
+    finally:
+        loop.close()
+    return {k: (v / (steps * sagas) if k != "repeat" else v) for k, v in stat.items()}
+
+
+def transitions_per_transition(states: int, rounds: int, repeat: int) -> dict[str, float] | None:
+    """``transitions``' cost per transition through a ``states``-state linear machine."""
+    try:
+        from transitions import Machine
+    except ImportError:
+        return None
+    names = [f"s{i}" for i in range(states)]
+    trans = [{"trigger": "next", "source": names[i], "dest": names[i + 1]} for i in range(states - 1)]
+    trans.append({"trigger": "next", "source": names[-1], "dest": names[0]})
+
+    class Model:
+        pass
+
+    model = Model()
+    Machine(model=model, states=names, transitions=trans, initial=names[0])
+    step = model.next  # type: ignore[attr-defined]
+
+    def drive() -> None:
+        for _ in range(rounds * states):
+            step()
+
+    stat = measure(drive, repeat=repeat)
+    return {k: (v / (rounds * states) if k != "repeat" else v) for k, v in stat.items()}
+
+
+def concurrent(spec: Spec, registry: Registry, sagas: int) -> dict[str, float]:
+    """Wall time of ``sagas`` concurrent runs of ``spec`` through a Coordinator."""
+
+    async def go() -> float:
+        coord = Coordinator(MemoryStore(), registry)
+        t0 = time.perf_counter()
+        for _ in range(sagas):
+            await coord.start(spec, {})
+        results = await coord.wait_all()
+        wall = time.perf_counter() - t0
+        bad = [r.status for r in results.values() if r.status != "completed"]
+        if bad:
+            raise SystemExit(f"{len(bad)} sagas did not complete: {bad[:3]}")
+        return wall
+
+    gc.collect()
+    wall = asyncio.run(go())
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"wall": wall, "peak_rss_mb": rss_mb}
+
+
+def main() -> None:
+    """Measure, print the table, merge into results.json."""
+    quick = "--quick" in sys.argv
+    repeat = 3 if quick else 7
+    registry = _registry()
+    linear = _spec(_linear(10, "b.noop"))
+    linear_sync = _spec(_linear(10, "b.sync"))
+    five = _spec(_linear(5, "b.sleep"))
+    sagas = 100 if quick else 300
+
+    ours = per_step(linear, registry, 10, sagas, repeat)
+    ours_sync = per_step(linear_sync, registry, 10, sagas // 4, repeat)
+    peer = transitions_per_transition(10, 200 if quick else 1000, repeat)
+    n_conc = 2_000 if quick else 10_000
+    conc = concurrent(five, registry, n_conc)
+    ideal = 0.050 + n_conc * 5 * ours["median"]
+
+    rows = [["sagalang, async no-op step (memory store)", fmt_stat(ours), ""]]
+    data: dict[str, object] = {"step_async": ours, "step_sync": ours_sync}
+    if peer is not None:
+        ratio = ours["median"] / peer["median"]
+        rows[0][2] = f"{ratio:.2f}× transitions"
+        rows.append(["transitions 0.9, per transition", fmt_stat(peer), "1.00×"])
+        data["transitions_per_transition"] = peer
+        data["ratio_vs_transitions"] = ratio
+    else:
+        rows.append(["transitions", "not installed: peer skipped", ""])
+    rows.append(["sagalang, sync no-op step (thread pool)", fmt_stat(ours_sync), ""])
+    rows.append(
+        [
+            f"{n_conc:,} concurrent 5-step sagas, 10 ms handlers",
+            fmt_time(conc["wall"]),
+            f"{conc['wall'] / ideal:.2f}× ideal ({fmt_time(ideal)}), peak RSS {conc['peak_rss_mb']:.0f} MB",
+        ]
+    )
+    data["concurrent"] = {"sagas": n_conc, **conc, "ideal": ideal, "ratio_vs_ideal": conc["wall"] / ideal}
+    print(table(["what", "median (min–max)", "compared"], rows))
+    save("interpreter", data)
+
+
+if __name__ == "__main__":
+    main()

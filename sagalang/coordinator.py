@@ -1,0 +1,127 @@
+"""Many sagas at once: start them concurrently, track the active ones, cancel, wait.
+
+The seed's ``SagaCoordinator`` in asyncio form. Every run is an ordinary
+:func:`sagalang.interpreter.run` in its own task, sharing one store, registry,
+listeners and middleware; ``max_concurrency`` bounds how many drive at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from .events import Listener
+from .interpreter import Clock, Middleware, RunResult, StepMiddleware, live_run, prepare_resume, start
+from .journal.base import Store
+from .plugins import Registry
+from .spec import Spec
+
+__all__ = ["Coordinator"]
+
+
+class Coordinator:
+    """Starts, tracks, cancels and awaits sagas sharing one store and registry."""
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        registry: Registry | None = None,
+        *,
+        listeners: Sequence[Listener] = (),
+        middleware: Sequence[Middleware] = (),
+        step_middleware: Sequence[StepMiddleware] = (),
+        max_concurrency: int | None = None,
+        clock: Clock | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        if store is None:
+            from .journal.memory import MemoryStore
+
+            store = MemoryStore()
+        self.store: Store = store
+        self.registry = registry if registry is not None else Registry.discover()
+        self._options: dict[str, Any] = {
+            "listeners": tuple(listeners),
+            "middleware": tuple(middleware),
+            "step_middleware": tuple(step_middleware),
+            "clock": clock,
+            "executor": executor,
+        }
+        self._limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        self._tasks: dict[str, asyncio.Task[RunResult]] = {}
+        self._drivers: dict[str, Any] = {}
+
+    async def start(
+        self,
+        spec: Spec,
+        input: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        fail_at: Iterable[str] = (),
+    ) -> str:
+        """Check the input, journal the run's creation and start it; returns its run id."""
+        driver, created = await start(
+            spec, input, store=self.store, registry=self.registry, run_id=run_id, fail_at=fail_at, **self._options
+        )
+        if not created:
+            return await self.resume(driver.run_id)
+        self._drivers[driver.run_id] = driver
+        self._tasks[driver.run_id] = asyncio.get_running_loop().create_task(self._drive(driver, True))
+        return driver.run_id
+
+    async def resume(self, run_id: str) -> str:
+        """Continue a stored run in the background (e.g. after a crash)."""
+        found = await prepare_resume(run_id, store=self.store, registry=self.registry, **self._options)
+        loop = asyncio.get_running_loop()
+        if isinstance(found, RunResult):
+            fut: asyncio.Future[RunResult] = loop.create_future()
+            fut.set_result(found)
+            self._tasks[run_id] = asyncio.ensure_future(fut)
+        else:
+            self._drivers[run_id] = found
+            self._tasks[run_id] = loop.create_task(self._drive(found, False))
+        return run_id
+
+    async def _drive(self, driver: Any, fresh: bool) -> RunResult:
+        try:
+            if self._limit is None:
+                result: RunResult = await driver.drive(fresh)
+                return result
+            async with self._limit:
+                result = await driver.drive(fresh)
+                return result
+        finally:
+            self._drivers.pop(driver.run_id, None)
+
+    def active(self) -> list[str]:
+        """Ids of the runs still going."""
+        return [rid for rid, t in self._tasks.items() if not t.done()]
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a run: stop it and compensate; False if it is unknown or has ended."""
+        if not await self.store.request_cancel(run_id):
+            return False
+        # A run still waiting for a concurrency slot stops before its first step.
+        driver = self._drivers.get(run_id) or live_run(self.store, run_id)
+        if driver is not None:
+            driver.cancel("cancel")
+        return True
+
+    async def wait(self, run_id: str) -> RunResult:
+        """The result of one run, once it has ended."""
+        return await self._tasks[run_id]
+
+    async def wait_all(self) -> dict[str, RunResult]:
+        """Wait for every run started so far; results by run id."""
+        ids = list(self._tasks)
+        results = await asyncio.gather(*(self._tasks[i] for i in ids))
+        return dict(zip(ids, results))
+
+    async def close(self) -> None:
+        """Cancel every active run (each compensates) and wait for them to end."""
+        for rid in self.active():
+            await self.cancel(rid)
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)

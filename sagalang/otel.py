@@ -1,0 +1,253 @@
+"""OpenTelemetry tracing for saga runs: a listener that turns journal events into spans.
+
+Install the extra (``pip install 'sagalang[otel]'``), configure a tracer
+provider as usual, and pass the listener to a run::
+
+    from sagalang.otel import OtelListener
+    listener = OtelListener()
+    run(spec, input, listeners=[listener])
+
+Each run becomes one ``saga NAME`` span; each attempt of a step a child
+``step NAME`` span; each attempt of an undo a ``compensate NAME`` span. Fan-out
+items nest under their step, a sub-saga's steps (journaled as ``caller/step``)
+under the calling step. Every span carries the saga id; step and compensation
+spans carry the idempotency key too, so a trace can be joined with the
+effects a handler recorded under that key. Span times are the journal's
+event times, so spans are exact even when the listener lags behind.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode, Tracer, TracerProvider
+
+from .events import Event
+
+__all__ = ["ATTR_PREFIX", "OtelListener"]
+
+ATTR_PREFIX = "saga"
+
+# Outcomes of a run that mean "the business operation did not happen".
+_FAILED_OUTCOMES = {"saga.compensated", "saga.aborted", "saga.stuck", "saga.cancelled"}
+_TERMINAL = {
+    "saga.completed": "completed",
+    "saga.compensated": "compensated",
+    "saga.aborted": "aborted",
+    "saga.stuck": "stuck",
+    "saga.cancelled": "cancelled",
+}
+
+_Key = tuple[str, str, str, int | None]  # (run id, "step" | "compensate", step, item)
+
+
+def _ns(t: float) -> int | None:
+    """Event time (seconds since the epoch) in nanoseconds; None lets the SDK use now."""
+    return int(t * 1_000_000_000) if t > 0 else None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sagalang")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _error_of(data: Mapping[str, Any]) -> tuple[str, str]:
+    """(type, message) of an event's ``error`` (a dict, or text from older journals)."""
+    err = data.get("error")
+    if isinstance(err, Mapping):
+        return str(err.get("type") or "Error"), str(err.get("message") or "")
+    if err is None:
+        return "Error", ""
+    return "Error", str(err)
+
+
+class OtelListener:
+    """A run listener that emits OpenTelemetry spans per saga, step attempt and compensation attempt."""
+
+    def __init__(self, tracer_provider: TracerProvider | None = None, tracer: Tracer | None = None) -> None:
+        """Use ``tracer``, else a tracer from ``tracer_provider`` (default: the global provider)."""
+        self._tracer = tracer or trace.get_tracer("sagalang", _version(), tracer_provider=tracer_provider)
+        self._sagas: dict[str, Span] = {}
+        self._spans: dict[_Key, Span] = {}
+        self._lock = threading.Lock()  # listeners may be called from several threads
+
+    # ---- the listener ------------------------------------------------------
+    def __call__(self, event: Event) -> None:
+        """Turn one event into span starts, ends and span events."""
+        with self._lock:
+            kind = event.kind
+            if kind in _TERMINAL:
+                self._finish_saga(event, _TERMINAL[kind])
+            elif kind in ("saga.started", "saga.resumed"):
+                self._start_saga(event)
+            elif kind.startswith("step."):
+                self._on_step(event)
+            elif kind.startswith("compensation."):
+                self._on_compensation(event)
+            else:  # saga.compensating, saga.retrying, saga.cancel_requested, and kinds added later
+                span = self._saga_span(event)
+                attrs = self._event_attrs(event)
+                if kind == "saga.compensating" and event.data.get("reason"):
+                    span.set_attribute(f"{ATTR_PREFIX}.reason", str(event.data["reason"]))
+                span.add_event(kind, attrs, timestamp=_ns(event.time))
+
+    def close(self) -> None:
+        """End every span still open (the process stops mid-run); they are marked interrupted."""
+        with self._lock:
+            for span in list(self._spans.values()) + list(self._sagas.values()):
+                span.set_attribute(f"{ATTR_PREFIX}.interrupted", True)
+                span.end()
+            self._spans.clear()
+            self._sagas.clear()
+
+    # ---- sagas -------------------------------------------------------------
+    def _start_saga(self, event: Event) -> Span:
+        span = self._sagas.get(event.run_id)
+        if span is not None:
+            # A resume in the same process, or a whole-saga retry: one span per run.
+            span.add_event(event.kind, self._event_attrs(event), timestamp=_ns(event.time))
+            return span
+        name = str(event.data.get("saga") or "")
+        attrs: dict[str, Any] = {f"{ATTR_PREFIX}.id": event.run_id}
+        if name:
+            attrs[f"{ATTR_PREFIX}.name"] = name
+        if event.data.get("version"):
+            attrs[f"{ATTR_PREFIX}.version"] = str(event.data["version"])
+        if event.kind == "saga.resumed":
+            attrs[f"{ATTR_PREFIX}.resumed"] = True
+        span = self._tracer.start_span(
+            f"saga {name}".rstrip() if name else f"saga {event.run_id}",
+            attributes=attrs,
+            start_time=_ns(event.time),
+        )
+        self._sagas[event.run_id] = span
+        return span
+
+    def _saga_span(self, event: Event) -> Span:
+        # Events of a run this listener did not see start (a resume in another process).
+        return self._sagas.get(event.run_id) or self._start_saga(
+            Event("saga.resumed", event.run_id, time=event.time, data={})
+        )
+
+    def _finish_saga(self, event: Event, outcome: str) -> None:
+        span = self._saga_span(event)
+        end = _ns(event.time)
+        for key in [k for k in self._spans if k[0] == event.run_id]:
+            # A step still open when the run ended (cancelled mid-flight): its outcome is unknown.
+            child = self._spans.pop(key)
+            child.set_attribute(f"{ATTR_PREFIX}.uncertain", True)
+            child.end(end_time=end)
+        span.set_attribute(f"{ATTR_PREFIX}.status", outcome)
+        if event.kind in _FAILED_OUTCOMES:
+            _etype, message = _error_of(event.data)
+            span.set_status(Status(StatusCode.ERROR, f"{outcome}: {message}" if message else outcome))
+            if event.data.get("step"):
+                span.set_attribute(f"{ATTR_PREFIX}.failed_step", str(event.data["step"]))
+        else:
+            span.set_status(Status(StatusCode.OK))
+        span.end(end_time=end)
+        del self._sagas[event.run_id]
+
+    # ---- steps and compensations -------------------------------------------
+    def _parent(self, event: Event, kind: str) -> Span:
+        step = event.step or ""
+        if event.item is not None:
+            agg = self._spans.get((event.run_id, kind, step, None))
+            if agg is not None:
+                return agg
+        if "/" in step:
+            caller = self._spans.get((event.run_id, kind, step.rsplit("/", 1)[0], None))
+            if caller is not None:
+                return caller
+        return self._saga_span(event)
+
+    def _open(self, event: Event, kind: str) -> None:
+        key: _Key = (event.run_id, kind, event.step or "", event.item)
+        previous = self._spans.pop(key, None)
+        if previous is not None:
+            # The previous attempt never reported its end (a crash before the outcome was journaled).
+            previous.set_attribute(f"{ATTR_PREFIX}.uncertain", True)
+            previous.end(end_time=_ns(event.time))
+        parent = self._parent(event, kind)
+        attrs = self._event_attrs(event)
+        key_value = event.data.get("idempotency_key")
+        if not key_value:
+            # The contract's key: saga_id/step[/item], stable across retries and resumes.
+            parts = [event.run_id, event.step or ""] + ([] if event.item is None else [str(event.item)])
+            key_value = "/".join(parts)
+        attrs[f"{ATTR_PREFIX}.idempotency_key"] = str(key_value)
+        if kind == "compensate":
+            attrs[f"{ATTR_PREFIX}.compensation"] = True
+        self._spans[key] = self._tracer.start_span(
+            f"{kind} {event.step}",
+            context=trace.set_span_in_context(parent),
+            attributes=attrs,
+            start_time=_ns(event.time),
+        )
+
+    def _close(self, event: Event, kind: str, ok: bool, **extra: Any) -> None:
+        key: _Key = (event.run_id, kind, event.step or "", event.item)
+        span = self._spans.pop(key, None)
+        if span is None:
+            return
+        for name, value in extra.items():
+            span.set_attribute(f"{ATTR_PREFIX}.{name}", value)
+        if ok:
+            span.set_status(Status(StatusCode.OK))
+        else:
+            etype, message = _error_of(event.data)
+            span.add_event(
+                "exception",
+                {"exception.type": etype, "exception.message": message},
+                timestamp=_ns(event.time),
+            )
+            span.set_status(Status(StatusCode.ERROR, f"{etype}: {message}" if message else etype))
+            if event.data.get("uncertain"):
+                span.set_attribute(f"{ATTR_PREFIX}.uncertain", True)
+        span.end(end_time=_ns(event.time))
+
+    def _on_step(self, event: Event) -> None:
+        kind = event.kind
+        if kind == "step.started":
+            self._open(event, "step")
+        elif kind == "step.succeeded":
+            self._close(event, "step", True)
+        elif kind == "step.failed":
+            self._close(event, "step", False, final=bool(event.data.get("final", True)))
+        elif kind == "step.retrying":
+            # The attempt failed (if its end was not journaled separately); note the retry on the step.
+            self._close(event, "step", False, final=False)
+            self._parent(event, "step").add_event(kind, self._event_attrs(event), timestamp=_ns(event.time))
+        elif kind == "step.skipped":
+            self._open(event, "step")
+            self._close(event, "step", True, skipped=True)
+
+    def _on_compensation(self, event: Event) -> None:
+        kind = event.kind
+        if kind == "compensation.started":
+            self._open(event, "compensate")
+        elif kind == "compensation.succeeded":
+            self._close(event, "compensate", True)
+        elif kind == "compensation.failed":
+            self._close(event, "compensate", False, final=bool(event.data.get("final", True)))
+        elif kind == "compensation.retrying":
+            self._close(event, "compensate", False, final=False)
+            self._parent(event, "compensate").add_event(kind, self._event_attrs(event), timestamp=_ns(event.time))
+
+    @staticmethod
+    def _event_attrs(event: Event) -> dict[str, Any]:
+        attrs: dict[str, Any] = {f"{ATTR_PREFIX}.id": event.run_id}
+        if event.step is not None:
+            attrs[f"{ATTR_PREFIX}.step"] = event.step
+        if event.item is not None:
+            attrs[f"{ATTR_PREFIX}.item"] = event.item
+        if event.attempt is not None:
+            attrs[f"{ATTR_PREFIX}.attempt"] = event.attempt
+        return attrs

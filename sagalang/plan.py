@@ -1,0 +1,378 @@
+"""What a saga will do: its forward order in parallel levels, and what each step's failure triggers.
+
+Computed from the IR and its graph alone (nothing runs). For a step that fails
+for good before the point of no return, the plan lists the undos that backward
+recovery runs, in order: the steps certain to have completed (its ancestors),
+the steps that may have completed (those that can run concurrently with it),
+and the failing step itself, whose undo runs only if its outcome is uncertain
+(it timed out or the process crashed during it). After the point of no return
+there is no backward recovery, only retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import ir
+from .graph import SagaGraph, build
+
+__all__ = [
+    "PLAN_FORMAT",
+    "PLAN_VERSION",
+    "FailurePlan",
+    "SagaPlan",
+    "StepPlan",
+    "Undo",
+    "describe_duration",
+    "describe_retry",
+    "format_plans",
+    "plan_module",
+    "plan_saga",
+    "plans_to_json",
+]
+
+PLAN_FORMAT = "sagalang-plan"
+PLAN_VERSION = 1
+
+Certainty = Literal["completed", "may have completed", "if uncertain"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """One step as the plan shows it."""
+
+    name: str
+    level: int  # 1-based forward level
+    kind: str
+    action: Literal["do", "call", "use", "none"]
+    target: str | None  # handler, or the sub-saga for ``call``
+    undo: str | None  # undo handler, "step object" or "sub-saga"; None when nothing is undone
+    marks: tuple[str, ...]  # readonly, pivot, retriable, conditional, fan-out, sub-saga, step object
+    retry: str | None  # the effective retry policy, described
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    """One undo that backward recovery runs, with how sure it is that the step ran."""
+
+    step: str
+    certainty: Certainty
+    conditional: bool = False
+    fan_out: bool = False
+    sub_saga: bool = False
+
+    def label(self) -> str:
+        """``name`` plus notes, e.g. ``upgrade (if it ran)`` or ``seats[each item]``."""
+        text = self.step + ("[each item]" if self.fan_out else "")
+        notes = []
+        if self.certainty == "if uncertain":
+            notes.append("if its outcome is uncertain")
+        elif self.certainty == "may have completed":
+            notes.append("if it completed meanwhile")
+        if self.conditional and self.certainty != "if uncertain":
+            notes.append("if it ran")
+        if self.sub_saga:
+            notes.append("its completed steps")
+        return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePlan:
+    """What a step's failure for good triggers."""
+
+    step: str
+    recovery: Literal["backward", "forward"]
+    compensation: tuple[tuple[Undo, ...], ...]  # groups in order; the undos of one group run together
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SagaPlan:
+    """The plan of one saga."""
+
+    saga: str
+    file: str
+    levels: tuple[tuple[str, ...], ...]
+    steps: tuple[StepPlan, ...]
+    pivot: str | None  # the explicit pivot, or the first step without undo that acts as one
+    compensation_order: Literal["reverse", "parallel"]
+    failures: tuple[FailurePlan, ...]
+    notes: tuple[str, ...] = ()
+
+    def step(self, name: str) -> StepPlan:
+        """The plan of step ``name``."""
+        return next(s for s in self.steps if s.name == name)
+
+    def failure(self, name: str) -> FailurePlan:
+        """What the failure of step ``name`` triggers."""
+        return next(f for f in self.failures if f.step == name)
+
+
+# ---- describing policies ------------------------------------------------------------------
+
+
+def describe_duration(d: ir.Duration) -> str:
+    """A duration the way it would be written in a spec (``1500ms`` → ``1.5s``)."""
+    ms = d.ms
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and (ms * 10) % size == 0:
+            value = ms / size
+            return f"{value:g}{unit}"
+    return f"{ms}ms"
+
+
+def describe_retry(policy: ir.RetryPolicy | None) -> str | None:
+    """A retry policy in spec syntax, without the ``retry`` keyword (None for no policy)."""
+    if policy is None:
+        return None
+    parts = ["forever" if policy.attempts is None else f"attempts {policy.attempts}"]
+    if policy.backoff is not None:
+        b = policy.backoff
+        parts.append(f"backoff {describe_duration(b.initial)}")
+        if b.multiplier is not None:
+            parts.append(f"x{b.multiplier:g}")
+        if b.max is not None:
+            parts.append(f"max {describe_duration(b.max)}")
+    if policy.jitter:
+        parts.append("jitter")
+    if policy.on:
+        parts.append("on " + ", ".join(policy.on))
+    if policy.except_:
+        parts.append("except " + ", ".join(policy.except_))
+    return " ".join(parts)
+
+
+# ---- computing the plan -------------------------------------------------------------------
+
+
+def _has_undo(step: ir.Step) -> bool:
+    return step.kind != "readonly" and (step.undo is not None or step.use is not None or step.call is not None)
+
+
+def _no_return(step: ir.Step) -> bool:
+    """A step after which backward recovery is impossible: the pivot, or a side effect without undo."""
+    return step.kind == "pivot" or (step.kind != "readonly" and not _has_undo(step) and step.do is not None)
+
+
+def _step_plan(g: SagaGraph, step: ir.Step, level: int, after_pivot: bool) -> StepPlan:
+    marks: list[str] = []
+    if step.kind in ("readonly", "pivot"):
+        marks.append(step.kind)
+    if step.kind == "retriable" or after_pivot:
+        marks.append("retriable")
+    if step.when is not None:
+        marks.append("conditional")
+    if step.foreach is not None:
+        marks.append("fan-out")
+    if step.call is not None:
+        marks.append("sub-saga")
+    if step.use is not None:
+        marks.append("step object")
+    action: Literal["do", "call", "use", "none"] = "none"
+    target: str | None = None
+    undo: str | None = None
+    if step.do is not None:
+        action, target = "do", step.do.handler
+        undo = step.undo.handler if step.undo is not None and step.kind != "readonly" else None
+    elif step.call is not None:
+        action, target, undo = "call", step.call.saga, "sub-saga"
+    elif step.use is not None:
+        action, target, undo = "use", step.use.handler, "step object"
+    defaults = g.saga.defaults
+    retry = step.retry or (defaults.retry if defaults is not None else None)
+    return StepPlan(step.name, level, step.kind, action, target, undo, tuple(marks), describe_retry(retry))
+
+
+def _undo(g: SagaGraph, name: str, certainty: Certainty) -> Undo:
+    step = g.steps[name]
+    return Undo(name, certainty, step.when is not None, step.foreach is not None, step.call is not None)
+
+
+def plan_saga(saga: ir.Saga, file: str = "") -> SagaPlan:
+    """The plan of ``saga`` (its graph must be acyclic; the validator reports cycles)."""
+    g = build(saga)
+    if not g.is_dag:
+        raise ValueError(f"saga {saga.name!r} has a dependency cycle")
+    level_of = {name: i + 1 for i, level in enumerate(g.levels) for name in level}
+    no_return = [n for n in g.topo if _no_return(g.steps[n])]
+    explicit = [n for n in g.topo if g.steps[n].kind == "pivot"]
+    pivot = explicit[0] if explicit else (no_return[0] if no_return else None)
+    order: Literal["reverse", "parallel"] = (
+        "parallel" if saga.compensation is not None and saga.compensation.order == "parallel" else "reverse"
+    )
+    steps: list[StepPlan] = []
+    failures: list[FailurePlan] = []
+    for name in g.topo:
+        step = g.steps[name]
+        ancestors = g.ancestors(name)
+        committed = [a for a in g.topo if a in ancestors and a in no_return]
+        steps.append(_step_plan(g, step, level_of[name], bool(committed)))
+        if committed:
+            failures.append(_forward(g, name, committed))
+        else:
+            failures.append(_backward(g, name, order, no_return))
+    notes: list[str] = []
+    if saga.timeout is not None:
+        notes.append(
+            f"saga timeout {describe_duration(saga.timeout)}: on expiry the saga is cancelled, "
+            "which compensates like a failure of the steps then running"
+        )
+    retry = saga.on_failure.retry if saga.on_failure is not None else None
+    if retry is not None:
+        text = f"after a clean rollback the whole saga is tried again, {retry.attempts} attempts in all"
+        if retry.analyzer:
+            text += f"; the analyzer {retry.analyzer} sees the failure and may change the input or give up"
+        notes.append(text)
+    if saga.on_failure is not None and saga.on_failure.siblings == "cancel":
+        notes.append("siblings still running when a step fails are cancelled, then compensated if they had effects")
+    return SagaPlan(
+        saga.name,
+        file,
+        tuple(g.levels),
+        tuple(sorted(steps, key=lambda s: (s.level, g.order.index(s.name)))),
+        pivot,
+        order,
+        tuple(sorted(failures, key=lambda f: (level_of[f.step], g.order.index(f.step)))),
+        tuple(notes),
+    )
+
+
+def _forward(g: SagaGraph, name: str, committed: list[str]) -> FailurePlan:
+    step = g.steps[name]
+    defaults = g.saga.defaults
+    policy = step.retry or (defaults.retry if defaults is not None else None)
+    where = committed[0]
+    if policy is None:
+        note = f"past {where} there is no going back; no retry policy, so the saga is stuck at its first failure"
+    elif policy.attempts is None:
+        note = f"past {where} there is no going back; retry {describe_retry(policy)} until it succeeds"
+    else:
+        note = f"past {where} there is no going back; retry {describe_retry(policy)}, then the saga is stuck"
+    return FailurePlan(name, "forward", (), (note,))
+
+
+def _backward(g: SagaGraph, name: str, order: str, no_return: list[str]) -> FailurePlan:
+    step = g.steps[name]
+    certain = {a for a in g.ancestors(name) if _has_undo(g.steps[a])}
+    concurrent = g.concurrent(name)
+    maybe = {c for c in concurrent if _has_undo(g.steps[c])}
+    involved = set(certain) | maybe
+    if _has_undo(step):
+        involved.add(name)
+
+    def certainty(n: str) -> Certainty:
+        if n == name:
+            return "if uncertain"
+        return "completed" if n in certain else "may have completed"
+
+    if order == "parallel":
+        groups = tuple(tuple(_undo(g, n, certainty(n)) for n in grp) for grp in g.reverse_levels(involved))
+    else:
+        groups = tuple((_undo(g, n, certainty(n)),) for n in g.reverse_order(involved))
+    notes: list[str] = []
+    if not involved:
+        notes.append("nothing to undo: no step with an undo can have completed")
+    racing = [n for n in no_return if n in concurrent]
+    if racing:
+        notes.append(
+            f"{', '.join(racing)} may run at the same time; if it completed first, the saga cannot roll back past it"
+        )
+    return FailurePlan(name, "backward", groups, tuple(notes))
+
+
+def plan_module(module: ir.Module) -> list[SagaPlan]:
+    """The plans of every saga in ``module``."""
+    return [plan_saga(s, module.file) for s in module.sagas]
+
+
+# ---- output -----------------------------------------------------------------------------
+
+
+def _undo_json(u: Undo) -> dict[str, Any]:
+    return {
+        "step": u.step,
+        "certainty": u.certainty,
+        "conditional": u.conditional,
+        "fan_out": u.fan_out,
+        "sub_saga": u.sub_saga,
+    }
+
+
+def plans_to_json(plans: Iterable[SagaPlan]) -> dict[str, Any]:
+    """The plans as JSON-ready data (``sagalang plan --json``)."""
+    out = []
+    for p in plans:
+        out.append(
+            {
+                "saga": p.saga,
+                "file": p.file,
+                "pivot": p.pivot,
+                "levels": [list(level) for level in p.levels],
+                "steps": [
+                    {
+                        "name": s.name,
+                        "level": s.level,
+                        "kind": s.kind,
+                        "action": s.action,
+                        "target": s.target,
+                        "undo": s.undo,
+                        "marks": list(s.marks),
+                        "retry": s.retry,
+                    }
+                    for s in p.steps
+                ],
+                "compensation_order": p.compensation_order,
+                "failures": [
+                    {
+                        "step": f.step,
+                        "recovery": f.recovery,
+                        "compensation": [[_undo_json(u) for u in group] for group in f.compensation],
+                        "notes": list(f.notes),
+                    }
+                    for f in p.failures
+                ],
+                "notes": list(p.notes),
+            }
+        )
+    return {"format": PLAN_FORMAT, "version": PLAN_VERSION, "sagas": out}
+
+
+def format_plans(plans: Iterable[SagaPlan]) -> str:
+    """The plans as readable text (``sagalang plan``)."""
+    blocks = []
+    for p in plans:
+        lines = [f"saga {p.saga}" + (f"  ({p.file})" if p.file else "")]
+        lines.append("  forward order (steps on one line may run at the same time):")
+        width = max((len(s.name) for s in p.steps), default=0)
+        for i, level in enumerate(p.levels, 1):
+            names = []
+            for n in level:
+                s = p.step(n)
+                names.append(n + (f" [{', '.join(s.marks)}]" if s.marks else ""))
+            lines.append(f"    {i:>2}. {' | '.join(names)}")
+        if p.pivot is not None:
+            lines.append(f"  point of no return: {p.pivot}")
+        how = "independent undos at the same time" if p.compensation_order == "parallel" else "one undo at a time"
+        lines.append(f"  compensation order: {p.compensation_order} ({how})")
+        lines.append("  if a step fails for good:")
+        for f in p.failures:
+            head = f"    {f.step:<{width}}  "
+            if f.recovery == "forward":
+                body = "forward recovery: " + "; ".join(f.notes)
+                lines.append(head + body)
+                continue
+            if f.compensation:
+                joiner = " + "
+                groups = [joiner.join(u.label() for u in group) for group in f.compensation]
+                lines.append(head + "undo " + " -> ".join(groups))
+            else:
+                lines.append(head + "nothing to undo")
+            for note in f.notes:
+                if not note.startswith("nothing to undo"):
+                    lines.append(" " * len(head) + f"note: {note}")
+        for note in p.notes:
+            lines.append(f"  note: {note}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
