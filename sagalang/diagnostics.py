@@ -16,6 +16,7 @@ from .source import NO_SPAN, Span, snippet
 __all__ = [
     "CATALOGUE",
     "FORMATS",
+    "JSON_FORMAT_SCHEMA",
     "JSON_FORMAT_VERSION",
     "Diagnostic",
     "Rule",
@@ -542,8 +543,8 @@ CATALOGUE: dict[str, Rule] = {
             "warning",
             "no retry after the pivot",
             (
-                "A step after the point of no return has no retry policy (its own or the saga's defaults); if it "
-                "fails, the saga cannot compensate and is stuck."
+                "A step after the point of no return has no retry policy (its own or the saga's defaults), or "
+                "only `retry attempts 1`; if it fails, the saga cannot compensate and is stuck."
             ),
             "Add `retry forever backoff ...` (or `retry attempts N`) to the step or to `defaults`.",
         ),
@@ -809,6 +810,44 @@ def summary(diags: list[Diagnostic], files: int) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+_COUNT = {"type": "integer", "minimum": 0}
+_POSITION = {"type": "integer", "minimum": 0}
+
+# The JSON Schema of ``--format json`` (published in docs/diagnostics.md; tests validate against it).
+JSON_FORMAT_SCHEMA: dict[str, object] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "sagalang validate --format json",
+    "type": "object",
+    "required": ["version", "diagnostics", "summary"],
+    "properties": {
+        "version": {"const": JSON_FORMAT_VERSION},
+        "diagnostics": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["code", "severity", "message", "file", "line", "column", "end_line", "end_column", "hint"],
+                "properties": {
+                    "code": {"type": "string", "pattern": "^[EWI][0-9]{3}$"},
+                    "severity": {"enum": ["error", "warning", "info"]},
+                    "message": {"type": "string"},
+                    "file": {"type": "string"},
+                    "line": _POSITION,
+                    "column": _POSITION,
+                    "end_line": _POSITION,
+                    "end_column": _POSITION,
+                    "hint": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "summary": {
+            "type": "object",
+            "required": ["files", "errors", "warnings", "infos"],
+            "properties": {"files": _COUNT, "errors": _COUNT, "warnings": _COUNT, "infos": _COUNT},
+        },
+    },
+}
 
 
 def format_json(diags: list[Diagnostic], files: int = 0) -> str:

@@ -6,10 +6,11 @@ diagnostics reference: the output formats and every code of the catalogue.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Sequence
 
-from .diagnostics import CATALOGUE, JSON_FORMAT_VERSION, Rule
+from .diagnostics import CATALOGUE, JSON_FORMAT_SCHEMA, JSON_FORMAT_VERSION, Rule
 
 __all__ = ["TOPICS", "diagnostics_markdown", "main"]
 
@@ -106,6 +107,12 @@ a field is removed or changes meaning; new fields may be added within a version.
 | `summary.files` | integer | spec files read (named and imported) |
 | `summary.errors`, `warnings`, `infos` | integer | counts by severity |
 
+Its JSON Schema (`sagalang.diagnostics.JSON_FORMAT_SCHEMA`):
+
+```json
+{schema}
+```
+
 ### SARIF (`--format sarif`)
 
 SARIF 2.1.0 for code-scanning UIs (GitHub code scanning, GitLab, the VS Code
@@ -139,7 +146,8 @@ def _rule_section(rule: Rule) -> str:
 
 def diagnostics_markdown() -> str:
     """The diagnostics reference (docs/diagnostics.md) as Markdown."""
-    parts = [_INTRO.format(version=JSON_FORMAT_VERSION)]
+    schema = json.dumps(JSON_FORMAT_SCHEMA, indent=2).replace("{", "{{").replace("}", "}}")
+    parts = [_INTRO.replace("{schema}", schema).format(version=JSON_FORMAT_VERSION)]
     rules = sorted(CATALOGUE.values(), key=lambda r: (r.code[1:], r.code))
     index = ["| code | severity | title |", "|---|---|---|"]
     index += [f"| [{r.code}](#{r.code.lower()}--{_anchor(r.title)}) | {r.severity} | {r.title} |" for r in rules]

@@ -1424,6 +1424,8 @@ async def start(
         created_at=now,
         updated_at=now,
         spec_path=str(spec.path) if spec.path is not None else None,
+        # Injected faults belong to the run: a resume after a crash injects them again.
+        extra={"fail_at": sorted(options["fail_at"])} if options.get("fail_at") else {},
     )
     _, created = await store.create_run(record)
     r = _Run(spec, store, registry, rid, data, **options)
@@ -1537,6 +1539,8 @@ async def prepare_resume(
             for k, v in dict(ev.data.get("overrides", {})).items():
                 if v != "***":
                     data[k] = v
+    if not options.get("fail_at") and record.extra.get("fail_at"):
+        options["fail_at"] = tuple(record.extra["fail_at"])
     r = _Run(spec, store, registry, run_id, data, state=state, **options)
     for ev in events:
         r.track(ev)

@@ -353,6 +353,8 @@ def _error_text(error: Mapping[str, Any] | None) -> str | None:
 
 
 class _Builder:
+    """Walks a saga (and the sub-sagas it calls) into nodes, clusters and edges."""
+
     def __init__(self, library: Mapping[str, ir.Saga], run: RunState | None, collapse: bool) -> None:
         self.library = library
         self.run = run
@@ -647,10 +649,11 @@ class _Builder:
             if drawn and any(p.startswith(inner) for p in run.compensation_path):
                 continue  # a sub-saga call: the undos of its steps, drawn inside its cluster, stand for it
             anchor = self.path_nodes.get(name)
-            if anchor is None:
-                # A sub-saga step drawn inside a collapsed call: count it as its caller.
-                head = name.split("/")[0]
-                anchor = self.path_nodes.get(head)
+            parts = name.split("/")
+            while anchor is None and len(parts) > 1:
+                # A sub-saga step not drawn on its own (a collapsed call): count it as its caller.
+                parts.pop()
+                anchor = self.path_nodes.get("/".join(parts))
             if anchor is not None and (not nodes or nodes[-1] != anchor):
                 nodes.append(anchor)
         if not run.compensation_path:

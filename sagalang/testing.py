@@ -233,7 +233,9 @@ def _retries(policy: ir.RetryPolicy | None, error: str) -> bool:
     return _should_retry(policy, {"type": error, "names": names}, None, 1)
 
 
-def failure_points(spec: Spec, ran: Iterable[str], events: int, registry: Registry | None = None) -> list[FailurePoint]:
+def failure_points(
+    spec: Spec, ran: Iterable[str], events: int, registry: Registry | None = None, crashes: bool = True
+) -> list[FailurePoint]:
     """Every failure point of ``spec``'s entry saga, given the steps a clean run ran and its event count."""
     graph = spec.graph
     ran_set = set(ran)
@@ -258,8 +260,9 @@ def failure_points(spec: Spec, ran: Iterable[str], events: int, registry: Regist
             points.append(FailurePoint(kind, name, trigger=trigger))
     for k in range(1, events):
         points.append(FailurePoint("cancel", index=k))
-    for k in range(1, events):
-        points.append(FailurePoint("crash", index=k))
+    if crashes:
+        for k in range(1, events):
+            points.append(FailurePoint("crash", index=k))
     return points
 
 
@@ -579,6 +582,7 @@ def _wrap_real(registry: Registry, spec: Spec, log: EffectLog, faults: _Faults) 
     reg = Registry()
     names: set[str] = set()
     undo_names: set[str] = set()
+    readonly = {st.name for sg in _all_sagas(spec) for st in sg.steps() if st.kind == "readonly"}
     for saga in spec.sagas.values():
         for step in saga.steps():
             for inv in (step.do, step.use):
@@ -647,7 +651,8 @@ def _wrap_real(registry: Registry, spec: Spec, log: EffectLog, faults: _Faults) 
 
             async def go() -> Any:
                 out = await call_real(ctx, args, _real)
-                log.apply(ctx.idempotency_key, ctx.step, _name)
+                if ctx.step.split("/")[-1] not in readonly:
+                    log.apply(ctx.idempotency_key, ctx.step, _name)
                 return out
 
             return await _inject_forward_async(faults, ctx.step, go)
@@ -757,7 +762,8 @@ def _expected(point: FailurePoint, spec: Spec, baseline: str, registry: Registry
         comp = spec.saga.compensation
         if point.trigger is None:
             return (baseline,)
-        if point.kind == "undo-flaky" and comp is not None and _retries(comp.retry, "sagalang.InjectedUndoFailure"):
+        if point.kind == "undo-flaky":
+            # A transient failure of one undo must not stop the rollback.
             return ("compensated",)
         return ("aborted",)
     if point.kind == "cancel":
@@ -778,6 +784,14 @@ def _check(
     status = next((ev.kind.split(".")[1] for ev in reversed(events) if ev.kind in _TERMINAL), "running")
     if status not in expected:
         violations.append(f"terminal: ended {status}, expected {' or '.join(expected)}")
+    if point.kind == "undo-flaky" and status == "aborted":
+        leaked = sorted({_top(e.step) for e in log.effects.values() if e.applied and not e.undone})
+        comp = spec.saga.compensation
+        advice = "" if comp is not None and comp.retry is not None else " (no compensation retry policy)"
+        violations.append(
+            f"kept-or-undone: one transient failure of {point.step}'s undo aborted the rollback{advice}; "
+            f"left behind: {', '.join(leaked) or 'nothing'}"
+        )
     started = {ev.step for ev in events if ev.kind == "step.started" and ev.step}
     skipped = {ev.step for ev in events if ev.kind == "step.skipped" and ev.step}
     comp_events = [ev for ev in events if ev.kind.startswith("compensation.") and ev.step]
@@ -953,6 +967,7 @@ async def explore(
     spec_label: str = "",
     input_file: str | None = None,
     timeout_s: float = 0.02,
+    crashes: bool = True,
 ) -> Report:
     """Run ``spec`` at every failure point; fake handlers unless ``registry`` is given."""
     t0 = time.perf_counter()
@@ -984,7 +999,7 @@ async def explore(
     base_events = await _one_run(fast, data, reg, None, faults)
     baseline = next((ev.kind.split(".")[1] for ev in reversed(base_events) if ev.kind in _TERMINAL), "running")
     ran = {ev.step for ev in base_events if ev.kind == "step.started" and ev.step and ev.item is None}
-    points = failure_points(fast, ran, len(base_events), registry)
+    points = failure_points(fast, ran, len(base_events), registry, crashes)
     outcomes: list[Outcome] = []
     for point in points:
         if wanted and point.id not in wanted:
@@ -1050,6 +1065,96 @@ def explore_file(
             only=only,
             spec_label=str(path),
             input_file=str(input_file) if input_file is not None else None,
+            # A resume re-validates the stored spec, so an invalid one cannot be resumed.
+            crashes=not unchecked,
         )
     )
 
+
+
+# ---- given / when / expect ---------------------------------------------------------------
+
+
+@dataclass
+class ScenarioResult:
+    """What a scenario did: the run's status, the undo order, the effects and the journal."""
+
+    status: str
+    compensated: list[str]
+    events: list[Event]
+    effects: EffectLog
+    violations: list[str]
+
+    def expect(self, status: str | None = None, compensated: Iterable[str] | None = None) -> ScenarioResult:
+        """Assert the terminal status and the exact undo order (and that every invariant held)."""
+        problems: list[str] = []
+        if status is not None and self.status != status:
+            problems.append(f"expected the saga to end {status}, it ended {self.status}")
+        if compensated is not None and list(compensated) != self.compensated:
+            problems.append(f"expected undo order {list(compensated)}, got {self.compensated}")
+        problems.extend(self.violations)
+        if problems:
+            raise AssertionError("; ".join(problems))
+        return self
+
+
+@dataclass
+class Scenario:
+    """Given a spec and an input, when something fails, expect an outcome (fake handlers by default)."""
+
+    spec: Spec
+    input: dict[str, Any] = field(default_factory=dict)
+    point: FailurePoint | None = None
+    registry: Registry | None = None
+
+    def given(self, input: Mapping[str, Any] | None = None, **fields: Any) -> Scenario:
+        """The saga's input (a mapping and/or keyword fields)."""
+        return dataclasses.replace(self, input={**dict(input or {}), **fields})
+
+    def when_fails(self, step: str) -> Scenario:
+        """``step`` fails for good."""
+        return dataclasses.replace(self, point=FailurePoint("fail", step))
+
+    def when_fails_once(self, step: str) -> Scenario:
+        """``step`` fails once, then succeeds if its retry policy allows."""
+        return dataclasses.replace(self, point=FailurePoint("flaky", step))
+
+    def when_times_out(self, step: str) -> Scenario:
+        """``step`` does its work but times out: its outcome is uncertain."""
+        return dataclasses.replace(self, point=FailurePoint("timeout", step))
+
+    def when_undo_fails(self, step: str, trigger: str, once: bool = False) -> Scenario:
+        """``trigger`` fails and then the undo of ``step`` fails (once, or for good)."""
+        return dataclasses.replace(self, point=FailurePoint("undo-flaky" if once else "undo-fail", step, trigger=trigger))
+
+    def when_cancelled_after(self, events: int) -> Scenario:
+        """The saga is cancelled right after its ``events``-th journal event."""
+        return dataclasses.replace(self, point=FailurePoint("cancel", index=events))
+
+    def when_crashes_after(self, appends: int) -> Scenario:
+        """The process dies right after its ``appends``-th journal append; a new one resumes."""
+        return dataclasses.replace(self, point=FailurePoint("crash", index=appends))
+
+    def run(self) -> ScenarioResult:
+        """Run the scenario and check the invariants."""
+        return asyncio.run(self._run())
+
+    async def _run(self) -> ScenarioResult:
+        fast = _with_timeouts(self.spec, 0.02)
+        log = EffectLog()
+        faults = _Faults()
+        reg = fake_registry(fast, log, faults) if self.registry is None else _wrap_real(self.registry, fast, log, faults)
+        faults.point = self.point
+        events = await _one_run(fast, self.input, reg, self.point, faults)
+        status = next((ev.kind.split(".")[1] for ev in reversed(events) if ev.kind in _TERMINAL), "running")
+        point = self.point or FailurePoint("none")
+        _, violations, compensated = _check(point, fast, events, log, (status,), self.registry)
+        return ScenarioResult(status, compensated, events, log, violations)
+
+
+def scenario(path: str | Path, registry: Registry | None = None, saga: str | None = None) -> Scenario:
+    """A :class:`Scenario` for the spec at ``path`` (validated first)."""
+    from .spec import load
+
+    spec = load(path, registry=registry if registry is not None else Registry(), saga=saga)
+    return Scenario(spec, registry=registry)

@@ -221,7 +221,7 @@ def _scan(e: ir.Expr) -> _Scan:
                 push((base, guarded))
             for k in node.keys:
                 if type(k) is not ir.Literal:
-                    push((k, False))
+                    push((k, guarded))  # default() also tolerates a failing index expression
         elif type(node) is ir.Name:
             refs.append(_Ref(node.id, None, node, guarded, False))
         elif type(node) is ir.Template:
@@ -505,7 +505,7 @@ def _check_ref(
         if where != "undo":
             yield ctx.diag(
                 "E306",
-                f"'result' is only defined in an undo, not in the {where!s} of {owner}",
+                f"'result' is only defined in an undo, not in {f'the {where} of {owner}' if step else owner}",
                 ref.node.span,
                 f"read the step's output by its name, e.g. {step.name if step else 'step'}.field",
             )
@@ -1024,7 +1024,7 @@ def step_classes(ctx: SagaContext) -> Iterator[Diagnostic]:
 def _stuck_warning(ctx: SagaContext, step: ir.Step, pivot: str) -> Diagnostic:
     return ctx.diag(
         "W610",
-        f"step {step.name!r} runs after the point of no return {pivot!r} without a retry policy: "
+        f"step {step.name!r} runs after the point of no return {pivot!r} and is never retried: "
         "if it fails the saga is stuck",
         step.span,
         "add 'retry forever backoff ...' (or attempts N) to the step or to the saga's defaults",

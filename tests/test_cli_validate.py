@@ -6,10 +6,12 @@ import json
 import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
 from sagalang.cli import main
+from sagalang.diagnostics import JSON_FORMAT_SCHEMA
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 HANDLERS = str(SPECS / "invalid" / "handlers.py")
@@ -100,6 +102,7 @@ def test_json_format(runner: CliRunner, specs: Path) -> None:
     assert set(first) == {"code", "severity", "message", "file", "line", "column", "end_line", "end_column", "hint"}
     assert (first["code"], first["line"], first["column"], first["end_column"]) == ("E302", 4, 37, 41)
     assert first["hint"] == "did you mean 'sku'?"
+    jsonschema.validate(doc, JSON_FORMAT_SCHEMA, cls=jsonschema.Draft202012Validator)
 
 
 def test_sarif_format(runner: CliRunner, specs: Path) -> None:

@@ -342,14 +342,49 @@ def test_a_repeated_call_applies_its_effect_once_and_undo_is_tolerant(services: 
     ]
 
 
-def test_an_undo_before_its_forward_call_leaves_a_tombstone(services: tuple[Registry, Any]) -> None:
+def test_an_undo_before_its_forward_call_leaves_a_tombstone(
+    services: tuple[Registry, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     reg, fx = services
+    clock = iter([100.0, 90.0, 200.0, 201.0])
+    monkeypatch.setattr(fx, "_now", lambda: next(clock))
+    # t=100: the undo arrives first and finds nothing
     assert _call(reg, "payments.refund", _ctx("charge", undo=True), order="A")["reason"] == "nothing to undo"
+    # a forward call that started at t=90, before the undo, lands late: refused
     late = _failure(lambda: _call(reg, "payments.charge", _ctx("charge"), order="A", amount=5.0, card="4242"))
     assert (late.name, late.retryable) == ("examples.AlreadyCompensated", False)
     [row] = fx.effects()
     assert (row["status"], row["calls"], row["undo_calls"]) == ("tombstone", 1, 1)
     assert fx.violations([]) == []
+    # a call that starts after the undo (t=200) belongs to a new attempt of the saga: it applies
+    again = _call(reg, "payments.charge", _ctx("charge"), order="A", amount=5.0, card="4242")
+    assert again["amount"] == 5.0
+    [row] = fx.effects()
+    assert (row["status"], row["generation"], row["calls"]) == ("applied", 1, 2)
+
+
+def test_a_whole_saga_retry_applies_an_undone_effect_again_as_a_new_generation(
+    services: tuple[Registry, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg, fx = services
+    fx.seed_stock("PEN", 10)
+    ticks = iter(float(t) for t in range(1, 100))
+    monkeypatch.setattr(fx, "_now", lambda: next(ticks))
+    _call(reg, "inventory.reserve", _ctx("reserve"), sku="PEN", qty=4)
+    _call(reg, "inventory.release", _ctx("reserve", undo=True), sku="PEN")
+    # attempt 2 of the saga: same run id, same key
+    second = _call(reg, "inventory.reserve", _ctx("reserve"), sku="PEN", qty=4)
+    assert second["left"] == 6
+    assert [(e["generation"], e["status"]) for e in fx.effects()] == [(1, "undone"), (2, "applied")]
+    assert fx.violations(["s1"]) == []
+    assert fx.violations([]) == ["s1/reserve: inventory.reserve applied by a saga that did not complete, never undone"]
+    _call(reg, "inventory.release", _ctx("reserve", undo=True), sku="PEN")
+    assert [(e["generation"], e["status"], e["undo_calls"]) for e in fx.effects()] == [
+        (1, "undone", 1),
+        (2, "undone", 1),
+    ]
+    assert fx.violations([]) == []
+    assert _call(reg, "inventory.reserve", _ctx("other"), sku="PEN", qty=10)["left"] == 0
 
 
 def test_payment_failures_come_from_the_card(services: tuple[Registry, Any]) -> None:
@@ -466,7 +501,7 @@ def test_containerize_failures_and_the_analyzer(services: tuple[Registry, Any]) 
         )
     )
     assert broken.name == "docker.BuildError"
-    error = {"step": "build", "name": broken.name, "message": broken.message}
+    error = {"type": broken.name, "message": broken.message, "names": [broken.name, "BuildError"]}
     given = {"repo": "https://git.example.com/acme/shop-api-python.git", "base_image": "python:3.6-alpine"}
     fixed = _call(reg, "containerkit.analyze_failure", _ctx("analyze"), error=error, input=given, attempt=1)
     assert fixed == {"base_image": "python:3.12-slim"}
@@ -484,7 +519,7 @@ def test_containerize_failures_and_the_analyzer(services: tuple[Registry, Any]) 
         _call(reg, "containerkit.analyze_failure", _ctx("analyze"), error=error, input={**given, **fixed}, attempt=2)
         is None
     )
-    unhealthy = {"step": "verify", "name": "k8s.Unhealthy", "message": "503"}
+    unhealthy = {"type": "k8s.Unhealthy", "message": "503", "names": ["k8s.Unhealthy", "Unhealthy"]}
     assert _call(reg, "containerkit.analyze_failure", _ctx("analyze"), error=unhealthy, input=given, attempt=1) is None
     assert _call(reg, "security.scan", _ctx("scan"), image=image["image_id"], max_severity="low")["highest"] == "none"
     old = _call(reg, "docker.build", _ctx("build", "s3"), context=".", dockerfile="D", base_image="node:14", tag="b:1")
@@ -523,3 +558,130 @@ def test_the_database_location_comes_from_the_environment(services: tuple[Regist
     assert (tmp_path / "examples.db").is_file()
     assert len(fx.effects(tmp_path / "examples.db")) == 1
     assert fx.effects(tmp_path / "other.db") == []
+
+
+# ---- the examples run end to end with their handlers ------------------------------------
+
+
+def _run(runner: Any, name: str, run_id: str, *sets: str) -> tuple[int, dict[str, Any]]:
+    args = ["run", f"specs/examples/{name}.saga", "--input", f"specs/examples/{name}.input.json"]
+    args += ["--store", "memory:", "--id", run_id, "--json", "--no-progress"]
+    for s in sets:
+        args += ["--set", s]
+    result = runner.invoke(main, args)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def _statuses(fx: Any, run_id: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for e in fx.effects(saga_id=run_id):
+        out.setdefault(e["step"], []).append(e["status"])
+    return out
+
+
+@pytest.fixture
+def in_repo(services: tuple[Registry, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The effects module, with the working directory at the repo root (its pyproject lists the handlers)."""
+    monkeypatch.chdir(ROOT)
+    return services[1]
+
+
+@pytest.mark.parametrize("name", ["order", "travel", "transfer"])
+def test_each_example_completes_with_its_input(name: str, runner: Any, in_repo: Any) -> None:
+    code, result = _run(runner, name, f"ok-{name}")
+    assert (code, result["status"]) == (0, "completed"), result
+    assert in_repo.violations([f"ok-{name}"]) == []
+    statuses = _statuses(in_repo, f"ok-{name}")
+    assert statuses and all(set(s) == {"applied"} for s in statuses.values()), statuses
+
+
+def test_containerize_fails_rolls_back_analyzes_and_succeeds(runner: Any, in_repo: Any) -> None:
+    code, result = _run(runner, "containerize", "ck")
+    assert (code, result["status"]) == (0, "completed"), result
+    assert result["output"]["base_image"] == "python:3.12-slim"  # the analyzer's fix
+    statuses = _statuses(in_repo, "ck")
+    assert statuses["dockerfile"] == ["undone", "applied"]  # attempt 1 rolled back, attempt 2 kept
+    assert statuses["push/upload"] == ["applied"] and statuses["deploy"] == ["applied"]
+    assert in_repo.violations(["ck"]) == []
+
+
+def test_containerize_gives_up_when_the_analyzer_cannot_help(runner: Any, in_repo: Any) -> None:
+    code, result = _run(runner, "containerize", "sick", "base_image=python:3.12-slim", "simulate_unhealthy=true")
+    assert (code, result["status"], result["failed_step"]) == (1, "compensated", "verify")
+    statuses = _statuses(in_repo, "sick")
+    assert set(statuses) == {"dockerfile", "build", "push/tag", "push/upload", "manifests", "deploy"}
+    assert all(s == ["undone"] for s in statuses.values()), statuses
+    assert in_repo.violations([]) == []
+
+
+def test_order_out_of_stock_releases_nothing_and_charges_nothing(runner: Any, in_repo: Any) -> None:
+    in_repo.seed_stock("BOOK-42", 1)
+    code, result = _run(runner, "order", "short")
+    assert (code, result["status"], result["failed_step"]) == (1, "compensated", "reserve")
+    assert result["error"]["type"] == "inventory.OutOfStock"
+    assert [e for e in in_repo.effects() if e["status"] != "tombstone"] == []
+
+
+def test_order_undeliverable_rolls_back_in_reverse_order(runner: Any, in_repo: Any) -> None:
+    code, result = _run(runner, "order", "aq", "country=AQ")
+    assert (code, result["status"], result["failed_step"]) == (1, "compensated", "ship")
+    assert _statuses(in_repo, "aq") == {
+        "reserve": ["undone"],
+        "charge": ["undone"],
+        "label": ["undone"],
+        "upgrade": ["undone"],
+    }
+    undone = sorted((e for e in in_repo.effects() if e["status"] == "undone"), key=lambda e: e["step"])
+    assert len(undone) == 4 and in_repo.violations([]) == []
+    # the plan said: upgrade, label, charge, reserve
+    order = [e["step"] for e in sorted(in_repo.effects(), key=lambda e: _undone_at(in_repo, e["key"]))]
+    assert order == ["upgrade", "label", "charge", "reserve"]
+
+
+def _undone_at(fx: Any, key: str) -> float:
+    conn = fx.connect()
+    try:
+        value: float = conn.execute("SELECT undone_at FROM effects WHERE key = ?", (key,)).fetchone()[0]
+    finally:
+        conn.close()
+    return value
+
+
+def test_order_with_a_bad_address_after_the_pivot_is_stuck(runner: Any, in_repo: Any) -> None:
+    code, result = _run(runner, "order", "stuck", "email=nobody")
+    assert (code, result["status"]) == (4, "stuck")
+    assert _statuses(in_repo, "stuck") == {
+        "reserve": ["applied"],
+        "charge": ["applied"],
+        "label": ["applied"],
+        "upgrade": ["applied"],
+        "ship": ["applied"],
+    }
+
+
+def test_travel_declined_card_cancels_every_booking(runner: Any, in_repo: Any) -> None:
+    in_repo.seed_capacity("rooms:Lisbon", 5)
+    code, result = _run(runner, "travel", "declined", "card=4000-0000-0000-0002")
+    assert (code, result["status"], result["failed_step"]) == (1, "compensated", "payment")
+    statuses = _statuses(in_repo, "declined")
+    assert statuses == {"seats": ["undone"] * 3, "hotel": ["undone"], "car": ["undone"]}
+    assert in_repo.violations([]) == []
+    # every room is free again
+    assert _run(runner, "travel", "again", "travellers=[" + ",".join(['{"name": "x"}'] * 9) + "]")[0] == 0
+
+
+def test_transfer_insufficient_funds_and_closed_target(runner: Any, in_repo: Any) -> None:
+    in_repo.seed_account("NL-alice", 100.0)
+    code, result = _run(runner, "transfer", "poor")
+    assert (code, result["failed_step"], result["error"]["type"]) == (1, "debit", "bank.InsufficientFunds")
+    in_repo.seed_account("NL-alice", 300.0)
+    in_repo.seed_account("NL-bob", 0.0, closed=True)
+    code, result = _run(runner, "transfer", "closed")
+    assert (code, result["failed_step"], result["error"]["type"]) == (1, "credit", "bank.AccountClosed")
+    assert _statuses(in_repo, "closed") == {"debit": ["undone"]}
+    conn = in_repo.connect()
+    try:
+        balance = conn.execute("SELECT balance FROM accounts WHERE account = 'NL-alice'").fetchone()[0]
+    finally:
+        conn.close()
+    assert balance == 300.0

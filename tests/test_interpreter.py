@@ -72,7 +72,9 @@ def test_independent_steps_run_concurrently_and_join(tmp_path: Path) -> None:
     kit = Kit()
     for t in ("b", "c", "d"):
         kit.sleep[t] = 0.05
-    spec = spec_of(tmp_path, saga(step("a"), "parallel {", step("b"), step("c"), step("d"), "}", step("e")), kit.registry)
+    spec = spec_of(
+        tmp_path, saga(step("a"), "parallel {", step("b"), step("c"), step("d"), "}", step("e")), kit.registry
+    )
     result, _ = arun(go(spec, kit))
     assert result.status == "completed"
     assert kit.max_running == 3
@@ -85,8 +87,12 @@ def test_explicit_after_edges_form_a_dag(tmp_path: Path) -> None:
     kit.sleep["slow"] = 0.05
     spec = spec_of(
         tmp_path,
-        saga(step("root"), step("slow"), step("fast", extra="") .replace("step fast", "step fast after root"),
-             step("join").replace("step join", "step join after slow, fast")),
+        saga(
+            step("root"),
+            step("slow"),
+            step("fast", extra="").replace("step fast", "step fast after root"),
+            step("join").replace("step join", "step join after slow, fast"),
+        ),
         kit.registry,
     )
     result, _ = arun(go(spec, kit))
@@ -169,7 +175,7 @@ def test_siblings_cancel_interrupts_and_compensates_uncertain(tmp_path: Path) ->
     failed = next(e for e in events if e.kind == "step.failed" and e.step == "slow")
     assert failed.data["uncertain"] is True and failed.data["error"]["type"] == "Cancelled"
     assert kit.did("undo") == ["slow", "a"]
-    undo_ctx = [c for c in kit.contexts if c.compensating and c.step == "slow"][0]
+    undo_ctx = next(c for c in kit.contexts if c.compensating and c.step == "slow")
     assert undo_ctx.result is None  # outcome unknown: the undo finds what to do by key
 
 
@@ -178,8 +184,16 @@ def test_parallel_compensation_order_respects_dependencies(tmp_path: Path) -> No
     kit.undo_sleep["b"] = kit.undo_sleep["c"] = 0.02
     spec = spec_of(
         tmp_path,
-        saga(step("a"), "parallel {", step("b"), step("c"), "}", step("d"), step("e"),
-             head="compensation { order parallel }"),
+        saga(
+            step("a"),
+            "parallel {",
+            step("b"),
+            step("c"),
+            "}",
+            step("d"),
+            step("e"),
+            head="compensation { order parallel }",
+        ),
         kit.registry,
     )
     result, events = arun(go(spec, kit, fail_at=["e"]))
@@ -222,8 +236,11 @@ def test_failure_after_pivot_is_stuck_without_compensation(tmp_path: Path) -> No
     kit = Kit()
     spec = spec_of(
         tmp_path,
-        saga(step("a"), step("p", undo=False, head="pivot step"), step("after", undo=False,
-             extra="retry attempts 2", head="retriable step")),
+        saga(
+            step("a"),
+            step("p", undo=False, head="pivot step"),
+            step("after", undo=False, extra="retry attempts 2", head="retriable step"),
+        ),
         kit.registry,
     )
     kit.fail["after"] = 5
@@ -271,7 +288,9 @@ def test_non_retryable_failure_is_not_retried(tmp_path: Path) -> None:
 def test_output_schema_mismatch_is_a_permanent_failure(tmp_path: Path) -> None:
     kit = Kit()
     (tmp_path / "out.json").write_text(json.dumps({"type": "object", "required": ["missing"]}))
-    spec = spec_of(tmp_path, saga(step("a"), step("b", extra='output schema "out.json" retry attempts 3')), kit.registry)
+    spec = spec_of(
+        tmp_path, saga(step("a"), step("b", extra='output schema "out.json" retry attempts 3')), kit.registry
+    )
     result, _ = arun(go(spec, kit))
     assert result.status == "compensated"
     assert result.error is not None and result.error["type"] == "sagalang.OutputSchemaError"
@@ -397,12 +416,12 @@ def test_step_timeout_is_uncertain_and_compensated(tmp_path: Path) -> None:
     kit = Kit()
     kit.sleep["b"] = 5
     spec = spec_of(tmp_path, saga(step("a"), step("b", extra="timeout 50ms")), kit.registry)
-    result, events = arun(asyncio.wait_for(go(spec, kit), 3))
+    result, _events = arun(asyncio.wait_for(go(spec, kit), 3))
     assert result.status == "compensated"
     assert result.error is not None and result.error["type"] == "Timeout"
     assert result.state.steps["b"].uncertain
     assert kit.did("undo") == ["b", "a"]
-    ctx = [c for c in kit.contexts if c.step == "b" and not c.compensating][0]
+    ctx = next(c for c in kit.contexts if c.step == "b" and not c.compensating)
     assert ctx.deadline is not None
 
 
@@ -456,7 +475,7 @@ def test_fan_out_respects_limit_and_collects_outputs(tmp_path: Path) -> None:
     spec = spec_of(
         tmp_path,
         saga(
-            'step each for x in input.items limit 2 { do t.act(tag: x) undo t.undo(tag: x, ref: result.id) }',
+            "step each for x in input.items limit 2 { do t.act(tag: x) undo t.undo(tag: x, ref: result.id) }",
             "output { ids: each }",
             head="input { items: list[string] }",
         ),
@@ -481,7 +500,7 @@ def test_fan_out_partial_failure_undoes_only_completed_items(tmp_path: Path) -> 
         tmp_path,
         saga(
             step("first"),
-            'step each for x in input.items limit 2 { do t.act(tag: x) undo t.undo(tag: x, ref: result.id) }',
+            "step each for x in input.items limit 2 { do t.act(tag: x) undo t.undo(tag: x, ref: result.id) }",
             head="input { items: list[string] }",
         ),
         kit.registry,
@@ -498,11 +517,18 @@ def test_fan_out_partial_failure_undoes_only_completed_items(tmp_path: Path) -> 
 
 def test_sub_saga_steps_are_compensated_by_the_caller(tmp_path: Path) -> None:
     kit = Kit()
-    text = (
-        saga(step("charge"), step("capture"), "output { charged: charge.id }", head="input { amount: number }",
-             name="payment")
-        + saga(step("reserve"), "step pay { call payment(amount: 5) }", step("ship"), "output { paid: pay.charged }",
-               name="order")
+    text = saga(
+        step("charge"),
+        step("capture"),
+        "output { charged: charge.id }",
+        head="input { amount: number }",
+        name="payment",
+    ) + saga(
+        step("reserve"),
+        "step pay { call payment(amount: 5) }",
+        step("ship"),
+        "output { paid: pay.charged }",
+        name="order",
     )
     path = tmp_path / "two.saga"
     path.write_text(text)
@@ -514,7 +540,7 @@ def test_sub_saga_steps_are_compensated_by_the_caller(tmp_path: Path) -> None:
     assert kit.did("undo") == ["capture", "charge", "reserve"]
     assert result.state.compensation_path == ["pay/capture", "pay/charge", "pay", "reserve"]
     assert "step.succeeded:pay/charge" in kinds(events)
-    ok, _ = arun(go(spec, Kit() if False else kit))
+    ok, _ = arun(go(spec, kit))
     assert ok.status == "completed" and ok.output == {"paid": "charge-id"}
 
 
@@ -641,9 +667,7 @@ def test_listeners_and_middleware(tmp_path: Path) -> None:
         trace.append(f"step<{ctx.step}")
         return out
 
-    result, events = arun(
-        go(spec, kit, listeners=[alisten, broken], middleware=[saga_mw], step_middleware=[step_mw])
-    )
+    result, events = arun(go(spec, kit, listeners=[alisten, broken], middleware=[saga_mw], step_middleware=[step_mw]))
     assert result.status == "completed"
     assert got == [e.kind for e in events]
     assert trace == ["saga>s", "step>a", "step<a", "step>b", "step<b", "saga<completed"]

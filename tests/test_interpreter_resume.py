@@ -132,7 +132,7 @@ def test_resume_of_a_finished_run_returns_its_result(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-HANDLERS = '''
+HANDLERS = """
 import asyncio, json, os
 from sagalang.plugins import handler
 
@@ -150,7 +150,7 @@ async def do(ctx, tag):
 @handler("fx.undo")
 async def undo(ctx, tag):
     note("undo", ctx)
-'''
+"""
 
 
 @pytest.mark.parametrize("k", [3, 6])

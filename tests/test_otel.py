@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -166,3 +169,50 @@ def test_resume_in_a_new_process_and_interrupted_runs(exporter: InMemorySpanExpo
     (root,) = by_name(spans, f"saga {RUN}")
     assert root.attributes and root.attributes["saga.status"] == "cancelled"
     assert root.status.status_code == StatusCode.ERROR
+
+
+def load_tutorial_tracer() -> ModuleType:
+    """docs/tutorial/trace_trip.py, the tracing example the docs show."""
+    path = Path(__file__).resolve().parent.parent / "docs" / "tutorial" / "trace_trip.py"
+    spec = importlib.util.spec_from_file_location("trace_trip_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_real_run_of_the_tutorial_saga(
+    exporter: InMemorySpanExporter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIP_STATE", str(tmp_path / "bookings.json"))
+    tracer = load_tutorial_tracer()
+    result = tracer.trace(exporter)
+    assert result.status == "completed"
+    spans = exporter.get_finished_spans()
+    (root,) = by_name(spans, "saga trip")
+    assert root.attributes and root.attributes["saga.id"] == result.run_id
+    assert root.attributes["saga.status"] == "completed"
+    steps = sorted(s.name for s in spans if s.name.startswith("step "))
+    assert steps == ["step charge", "step flight", "step itinerary", "step room"]
+    for s in spans:
+        if s is root:
+            continue
+        assert s.parent is not None and s.parent.span_id == root.context.span_id
+        assert s.attributes and s.attributes["saga.id"] == result.run_id
+        assert s.attributes["saga.idempotency_key"] == f"{result.run_id}/{s.name.split()[1]}"
+        assert s.start_time is not None and root.start_time is not None and s.start_time >= root.start_time
+
+    exporter.clear()
+    failed = tracer.trace(exporter, destination="Atlantis")
+    assert failed.status == "compensated"
+    spans = exporter.get_finished_spans()
+    (root,) = by_name(spans, "saga trip")
+    assert root.status.status_code == StatusCode.ERROR
+    assert root.attributes and root.attributes["saga.failed_step"] == "room"
+    (room,) = by_name(spans, "step room")
+    assert room.status.status_code == StatusCode.ERROR
+    assert room.status.description == "rooms.SoldOut: no rooms left in Atlantis"
+    (undo,) = by_name(spans, "compensate flight")
+    assert undo.status.status_code == StatusCode.OK
+    assert undo.attributes and undo.attributes["saga.idempotency_key"] == f"{failed.run_id}/flight"
+    assert by_name(spans, "compensate room") == []  # a step that failed cleanly has nothing to undo

@@ -1,9 +1,10 @@
-"""The pre-commit hooks of .pre-commit-hooks.yaml, exercised for real with ``pre-commit try-repo``.
+"""The pre-commit hooks of .pre-commit-hooks.yaml, exercised for real by ``pre-commit run``.
 
 pre-commit installs the hook repository into a virtualenv of its own (``language:
 python``), so the test builds a git repository from this working tree's sources
-(committed or not) and points ``try-repo`` at it. Building that environment
-needs the package index, like any pre-commit user's first run.
+(committed or not) and points a project's ``.pre-commit-config.yaml`` at it, as
+``repo:`` accepts any git path. Building that environment needs the package
+index, like any pre-commit user's first run (~15 s), so it happens once.
 """
 
 from __future__ import annotations
@@ -91,11 +92,6 @@ def pre_commit(project: Path, home: Path, *args: str, path: str | None = None) -
     )
 
 
-def try_repo(project: Path, hook_repo: Path, home: Path, hook: str) -> subprocess.CompletedProcess[str]:
-    """``pre-commit try-repo HOOK_REPO HOOK --all-files`` inside ``project``."""
-    return pre_commit(project, home, "try-repo", str(hook_repo), hook, "--all-files")
-
-
 def make_project(root: Path, files: dict[str, str]) -> Path:
     """A git repository with ``files`` staged (pre-commit only sees tracked files)."""
     root.mkdir()
@@ -172,16 +168,6 @@ def test_hooks_from_this_repository(tmp_path: Path, hook_repo: Path, pre_commit_
     strict = pre_commit(project, pre_commit_home, "run", "--all-files")
     assert strict.returncode == 1, strict.stdout + strict.stderr
     assert "other.saga:7:12: error[W502]" in strict.stdout
-
-
-@pytest.mark.slow
-def test_try_repo(tmp_path: Path, hook_repo: Path, pre_commit_home: Path) -> None:
-    # `pre-commit try-repo` (how a user tries the hooks before adding them) builds its own environment.
-    project = make_project(tmp_path / "project", {"hello.saga": GOOD, "broken.saga": BROKEN, **PROJECT})
-    failed = try_repo(project, hook_repo, pre_commit_home, "sagalang-validate")
-    assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert "broken.saga:2:39: error[E010]" in failed.stdout
-    assert "1 error, 0 warnings in 2 files" in failed.stdout
 
 
 def test_documented_local_config(tmp_path: Path, pre_commit_home: Path) -> None:

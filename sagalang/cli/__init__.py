@@ -16,6 +16,7 @@ __all__ = ["main", "COMMANDS"]
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
+    "test": "sagalang.cli.cmd_test:test",
     "validate": "sagalang.cli.cmd_validate:validate",
     "run": "sagalang.cli.cmd_run:run",
     "handlers": "sagalang.cli.cmd_handlers:handlers",

@@ -271,6 +271,7 @@ class PostgresStore:
                 if time.monotonic() + delay > deadline:
                     raise StoreError(f"lost the connection to {self.where} while {what}: {_first_line(err)}") from None
                 log.warning("%s: connection lost while %s (%s); retrying in %.2fs", self.where, what, err, delay)
+                log.warning("DEBUG pool stats %s", self._pool.get_stats())
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
             except psycopg.Error as err:

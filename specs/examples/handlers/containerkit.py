@@ -287,7 +287,7 @@ def health(ctx: Context, namespace: str, app: str, path: str, simulate_unhealthy
 
 def _error_fields(error: Any) -> tuple[str, str]:
     if isinstance(error, Mapping):
-        return str(error.get("name", "")), str(error.get("message", ""))
+        return str(error.get("type") or error.get("name") or ""), str(error.get("message", ""))
     return str(getattr(error, "name", type(error).__name__)), str(error)
 
 

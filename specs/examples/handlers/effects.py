@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -82,6 +83,13 @@ CREATE TABLE IF NOT EXISTS faults   (handler TEXT PRIMARY KEY, remaining INTEGER
 """
 
 _DEFAULT_STOCK = 100
+
+
+def _now() -> float:
+    """Wall-clock time (a module function so tests can stand in for it)."""
+    return time.time()
+
+
 _DEFAULT_BALANCE = 1000.0
 _DEFAULT_CAPACITY = 20
 
@@ -109,7 +117,9 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
         if conn.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
             for table in ("effects", "stock", "cards", "accounts", "capacity", "faults"):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
-            for statement in _SCHEMA.split(";"):
+            # One statement at a time inside the transaction (executescript would commit first).
+            plain = re.sub(r"--[^\n]*", "", _SCHEMA)
+            for statement in plain.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
@@ -172,7 +182,7 @@ def apply(
     path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Apply ``effect`` once per idempotency key and return its result (the stored one on repeats)."""
-    started = time.time()
+    started = _now()
     key = effect_key(ctx)
     with transaction(path) as conn:
         consume_fault(conn, kind)
@@ -200,7 +210,7 @@ def apply(
                 conn.execute(
                     "UPDATE effects SET kind = ?, args = ?, result = ?, applied = 1, calls = calls + 1, applied_at = ?,"
                     " undone_at = NULL WHERE key = ? AND generation = ?",
-                    (kind, _dump(args), _dump(result), time.time(), *where),
+                    (kind, _dump(args), _dump(result), _now(), *where),
                 )
                 return result
             generation = row["generation"] + 1
@@ -208,7 +218,7 @@ def apply(
         conn.execute(
             "INSERT INTO effects (key, generation, saga_id, step, item, kind, args, result, applied, calls, undone,"
             " undo_calls, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 1, 0, 0, ?)",
-            (key, generation, ctx.saga_id, ctx.step, ctx.item, kind, _dump(args), _dump(result), time.time()),
+            (key, generation, ctx.saga_id, ctx.step, ctx.item, kind, _dump(args), _dump(result), _now()),
         )
         return result
 
@@ -226,7 +236,7 @@ def undo(
     key = effect_key(ctx)
     with transaction(path) as conn:
         consume_fault(conn, kind)
-        now = time.time()
+        now = _now()
         row = _latest(conn, key)
         if row is None:
             # The forward call never arrived (or has not yet): a tombstone makes a late one refuse.
@@ -406,7 +416,8 @@ def violations(
     completed: Iterable[str], path: str | os.PathLike[str] | None = None, saga_ids: Iterable[str] | None = None
 ) -> list[str]:
     """Broken invariants: an effect of a saga that did not complete must be undone exactly once;
-    an effect of a completed saga must be kept; nothing is undone twice.
+    the latest effect per key of a completed saga must be kept (earlier generations, from
+    attempts rolled back before a whole-saga retry, undone); nothing is undone twice.
 
     ``completed`` are the saga ids that completed; ``saga_ids`` limits the check (default: all rows).
     Sub-saga effects whose saga id starts with ``PARENT/`` follow their parent.
@@ -420,12 +431,14 @@ def violations(
         if wanted is not None and e["saga_id"] not in wanted and root not in wanted:
             continue
         kept = e["saga_id"] in done or root in done
+        # An earlier generation belongs to an attempt that was rolled back before the saga was retried.
+        latest = not any(o["key"] == e["key"] and o["generation"] > e["generation"] for o in rows)
         if e["undone"] > 1:
             problems.append(f"{e['key']}#{e['generation']}: undone {e['undone']} times")
         if e["status"] == "applied" and not kept:
             problems.append(f"{e['key']}: {e['kind']} applied by a saga that did not complete, never undone")
-        if e["status"] == "applied" and any(o["key"] == e["key"] and o["generation"] > e["generation"] for o in rows):
+        if e["status"] == "applied" and not latest:
             problems.append(f"{e['key']}#{e['generation']}: applied again by a later attempt without being undone")
-        if e["status"] == "undone" and kept:
+        if e["status"] == "undone" and kept and latest:
             problems.append(f"{e['key']}: {e['kind']} undone although its saga completed")
     return problems

@@ -1,0 +1,179 @@
+"""``sagalang run`` and ``sagalang handlers`` through the CLI."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sagalang.cli import main
+
+HANDLERS = '''
+import asyncio
+from sagalang.plugins import handler
+from sagalang.context import Failure
+
+@handler("shop.reserve")
+async def reserve(sku: str, qty: int = 1) -> dict:
+    """Reserve stock."""
+    return {"rid": f"R-{sku}-{qty}"}
+
+@handler("shop.release")
+async def release(rid: str) -> None:
+    return None
+
+@handler("shop.charge")
+def charge(card: str, amount: float) -> dict:
+    if amount > 1000:
+        raise Failure("shop.Declined", f"card {card} declined", retryable=False)
+    return {"cid": "C1"}
+
+@handler("shop.refund")
+def refund(cid: str) -> None:
+    return None
+
+@handler("shop.ship")
+async def ship(ctx, sku: str) -> dict:
+    return {"tracking": "T-" + ctx.idempotency_key.rsplit("/", 1)[1]}
+
+@handler("shop.notify")
+async def notify(sku: str) -> None:
+    if sku == "stuck":
+        raise Failure("shop.Down", "mail server down", retryable=False)
+'''
+
+SPEC = """
+saga order version "1" {
+    input {
+        sku: string
+        qty: integer = 1
+        amount: number = 10
+        card: string secret
+        address: object = {}
+    }
+    step reserve {
+        do shop.reserve(sku: input.sku, qty: input.qty)
+        undo shop.release(rid: reserve.rid)
+    }
+    step charge {
+        do shop.charge(card: input.card, amount: input.amount)
+        undo shop.refund(cid: charge.cid)
+    }
+    pivot step ship { do shop.ship(sku: input.sku) }
+    step notify { do shop.notify(sku: input.sku) retry attempts 2 }
+    output { tracking: ship.tracking, city: default(input.address.city, "?") }
+}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "shop.py").write_text(HANDLERS)
+    (tmp_path / "order.saga").write_text(textwrap.dedent(SPEC))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(
+        main, ["run", "order.saga", "--plugin", "shop.py", "--store", "memory:", *args], input=input
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_completed_run_exits_0_with_output(project: Path) -> None:
+    code, out, _ = invoke("--set", "sku=A1", "--set", "card=abcd-1234", "--set", "address.city=Delft")
+    assert code == 0, out
+    assert ": completed" in out
+    assert '"tracking": "T-ship"' in out and '"city": "Delft"' in out
+
+
+def test_input_file_or_stdin_and_json_result(project: Path) -> None:
+    (project / "in.json").write_text(json.dumps({"sku": "A1", "card": "abcd-1234", "qty": 3}))
+    code, out, _ = invoke("--input", "in.json", "--json", "--id", "run-7")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["status"] == "completed" and doc["run_id"] == "run-7"
+    code, out, _ = invoke("--input", "-", "--json", input=json.dumps({"sku": "B", "card": "abcd-1234"}))
+    assert code == 0 and json.loads(out)["output"]["tracking"] == "T-ship"
+
+
+def test_compensated_run_exits_1_and_redacts_secrets(project: Path) -> None:
+    code, out, err = invoke(
+        "--set", "sku=A1", "--set", "card=abcd-1234", "--set", "amount=5000", "--events", "ev.jsonl"
+    )
+    assert code == 1
+    assert "compensated" in out and "failed step: charge" in out
+    assert "card *** declined" in out and "abcd-1234" not in out + err
+    events = [json.loads(line) for line in (project / "ev.jsonl").read_text().splitlines()]
+    assert events[0]["event"] == "saga.started"
+    assert events[-1]["event"] == "saga.compensated"
+    assert "abcd-1234" not in (project / "ev.jsonl").read_text()
+    assert {"event", "run_id", "seq", "time"} <= set(events[1])
+
+
+def test_stuck_run_exits_4(project: Path) -> None:
+    code, out, _ = invoke("--set", "sku=stuck", "--set", "card=abcd-1234")
+    assert code == 4
+    assert ": stuck" in out and "failed step: notify" in out and "compensated:" not in out
+
+
+def test_fail_at_injects_failures(project: Path) -> None:
+    code, out, _ = invoke("--set", "sku=A1", "--set", "card=abcd-1234", "--fail-at", "charge", "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["failed_step"] == "charge" and doc["compensated"] == ["reserve"]
+    assert doc["error"]["type"] == "sagalang.InjectedFailure"
+
+
+def test_invalid_input_exits_3_naming_the_field(project: Path) -> None:
+    code, _, err = invoke("--set", "sku=A1", "--set", "qty=many", "--set", "card=x")
+    assert code == 3
+    assert "input.qty" in err and "'many' is not of type 'integer'" in err
+    code, _, err = invoke("--input", "missing.json")
+    assert code == 3 and "cannot read input missing.json" in err
+    (project / "bad.json").write_text("{nope")
+    code, _, err = invoke("--input", "bad.json")
+    assert code == 3 and "not JSON: line 1" in err
+    code, _, err = invoke("--set", "novalue")
+    assert code == 3 and "KEY=VALUE" in err
+
+
+def test_invalid_spec_exits_3_with_diagnostics(project: Path) -> None:
+    (project / "order.saga").write_text("saga broken {\n  step a { do shop.reserve(sku: 1) }\n  step a { }\n")
+    code, _, err = invoke()
+    assert code == 3
+    assert "order.saga:" in err and "error[" in err
+
+
+def test_plain_progress_lines_when_not_a_terminal(project: Path) -> None:
+    code, _, err = invoke("--set", "sku=A1", "--set", "card=abcd-1234", "--progress")
+    assert code == 0
+    lines = err.splitlines()
+    assert lines[0] == "saga.started"
+    assert "step.started reserve" in lines and "saga.completed" in lines
+
+
+def test_handlers_lists_plugins(project: Path) -> None:
+    result = CliRunner().invoke(main, ["handlers", "--plugin", "shop.py"])
+    assert result.exit_code == 0
+    line = next(x for x in result.output.splitlines() if x.startswith("shop.reserve"))
+    assert "(sku, qty?)" in line and "async" in line and "shop.py" in line
+    result = CliRunner().invoke(main, ["handlers", "--plugin", "shop.py", "--json"])
+    doc = {h["name"]: h for h in json.loads(result.output)}
+    assert doc["shop.charge"]["params"] == [
+        {"name": "card", "required": True, "type": "str"},
+        {"name": "amount", "required": True, "type": "float"},
+    ]
+    assert doc["shop.charge"]["async"] is False
+    assert doc["shop.ship"]["params"] == [{"name": "sku", "required": True, "type": "str"}]
+
+
+def test_handlers_reports_a_broken_plugin(project: Path) -> None:
+    (project / "broken.py").write_text("raise ImportError('no such backend')\n")
+    result = CliRunner().invoke(main, ["handlers", "--plugin", "broken.py"])
+    assert result.exit_code == 1
+    assert "broken.py failed to import" in result.stderr and "no such backend" in result.stderr
