@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SAGALANG_TEST_POSTGRES_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test lint typecheck pytest graphviz venv clean
+.PHONY: demo test lint typecheck pytest graphviz venv clean docs
 
 venv: $(STAMP)
 
@@ -40,6 +40,12 @@ pytest: $(STAMP) graphviz
 	$(BIN)/pytest -q -n 2
 
 test: lint typecheck pytest
+
+# The documentation site, built strictly (a broken link, a missing page or a
+# missing --8<-- include fails) into site/; the CLI reference is generated
+# from the commands during the build (scripts/gen_cli_docs.py is a MkDocs hook).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # docs/img/*.svg and the gallery in docs/diagrams.md, generated from specs/examples (needs `dot`).
 .PHONY: docs-diagrams

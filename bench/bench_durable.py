@@ -30,17 +30,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import fmt_time, save, table  # noqa: E402
+from harness import fmt_time, save, table
 
-from sagalang.interpreter import run  # noqa: E402
-from sagalang.journal import open_store  # noqa: E402
-from sagalang.plugins import Registry  # noqa: E402
-from sagalang.spec import load  # noqa: E402
+from sagalang.interpreter import run
+from sagalang.journal import open_store
+from sagalang.plugins import Registry
+from sagalang.spec import load
 
 HERE = Path(__file__).resolve().parent
 DBOS_PYTHON = HERE / ".venv" / "bin" / "python"
 
-HANDLERS = '''
+HANDLERS = """
 from sagalang.plugins import handler
 
 @handler("bench.noop")
@@ -50,13 +50,14 @@ async def noop() -> dict:
 @handler("bench.undo")
 async def undo() -> dict:
     return {}
-'''
+"""
 
 # The DBOS side: the same shapes (N no-op steps per workflow; many concurrent 5-step workflows).
-DBOS_SCRIPT = '''
+DBOS_SCRIPT = """
 import asyncio, json, logging, statistics, sys, time
 from dbos import DBOS
-db, steps, reps, concurrency, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+db = sys.argv[1]
+steps, reps, concurrency, rounds = (int(a) for a in sys.argv[2:6])
 DBOS(config={"name": "bench", "system_database_url": "sqlite:///" + db, "log_level": "WARNING"})
 logging.getLogger("dbos").setLevel(logging.WARNING)
 
@@ -89,7 +90,7 @@ async def main():
 DBOS.launch()
 asyncio.run(main())
 DBOS.destroy()
-'''
+"""
 
 
 def saga_text(n: int) -> str:
@@ -178,7 +179,8 @@ def slope(one: list[float], many: list[float], steps: int) -> float:
 def run_dbos(folder: Path, steps: int, reps: int, concurrency: int, rounds: int) -> dict[str, Any] | None:
     """DBOS's figures from its own virtualenv, or None (with a note) when it is not installed."""
     if not DBOS_PYTHON.exists():
-        print(f"note: DBOS skipped: {DBOS_PYTHON} not found (python -m venv bench/.venv && bench/.venv/bin/pip install dbos)")
+        hint = "python -m venv bench/.venv && bench/.venv/bin/pip install dbos"
+        print(f"note: DBOS skipped: {DBOS_PYTHON} not found ({hint})")
         return None
     db = folder / "dbos.sqlite"
     proc = subprocess.run(

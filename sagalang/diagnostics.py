@@ -664,6 +664,13 @@ CATALOGUE: dict[str, Rule] = {
             "A step (or default step) timeout is longer than the whole saga's timeout, which expires first.",
             "Shorten the step timeout or lengthen the saga's.",
         ),
+        _r(
+            "W808",
+            "warning",
+            "error both retried and not",
+            "An error name appears in both `on` (retry these) and `except` (never retry these) of one retry policy.",
+            "Keep each error name in one of the lists.",
+        ),
         # ---- input and schemas -----------------------------------------------------------------
         _r(
             "E901",

@@ -141,7 +141,7 @@ Infos are written as `::notice`.
 
 
 def _rule_section(rule: Rule) -> str:
-    return f"### {rule.code} — {rule.title}\n\n*{rule.severity}*\n\n{rule.explanation}\n\n**Fix:** {rule.fix}\n"
+    return f"### {rule.code}: {rule.title}\n\n*{rule.severity}*\n\n{rule.explanation}\n\n**Fix:** {rule.fix}\n"
 
 
 def diagnostics_markdown() -> str:
@@ -150,7 +150,7 @@ def diagnostics_markdown() -> str:
     parts = [_INTRO.replace("{schema}", schema).format(version=JSON_FORMAT_VERSION)]
     rules = sorted(CATALOGUE.values(), key=lambda r: (r.code[1:], r.code))
     index = ["| code | severity | title |", "|---|---|---|"]
-    index += [f"| [{r.code}](#{r.code.lower()}--{_anchor(r.title)}) | {r.severity} | {r.title} |" for r in rules]
+    index += [f"| [{r.code}](#{r.code.lower()}-{_anchor(r.title)}) | {r.severity} | {r.title} |" for r in rules]
     parts.append("\n".join(index) + "\n")
     group = None
     for rule in rules:
@@ -162,7 +162,7 @@ def diagnostics_markdown() -> str:
 
 
 def _anchor(title: str) -> str:
-    # GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens.
+    # Heading anchors as GitHub and MkDocs both make them: lower case, punctuation dropped, spaces to hyphens.
     kept = "".join(ch for ch in title.lower() if ch.isalnum() or ch in " -_")
     return kept.replace(" ", "-")
 

@@ -173,10 +173,14 @@ class FileResult:
             return ""
         new = self.formatted.decode("utf-8").removeprefix("\ufeff").replace("\r\n", "\n")
         old = self.text.replace("\r\n", "\n")
-        lines = difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{self.display}", f"b/{self.display}"
-        )
+        lines = difflib.unified_diff(_lines(old), _lines(new), f"a/{self.display}", f"b/{self.display}")
         return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their newline; only \\n ends a line in a spec (str.splitlines knows more)."""
+    parts = text.split("\n")
+    return [line + "\n" for line in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def format_file(path: str | Path, display: str | None = None) -> FileResult:
@@ -195,9 +199,12 @@ def format_file(path: str | Path, display: str | None = None) -> FileResult:
     if problems or sf.text is None:
         result.diagnostics = problems
         return result
-    result.original = p.read_bytes()
     try:
+        result.original = p.read_bytes()
         formatted = format_source(sf.text, result.display)
+    except OSError as err:
+        result.diagnostics = [diagnostic("E001", f"cannot read file: {err.strerror or err}", result.display)]
+        return result
     except SagaSyntaxError as err:
         result.diagnostics = [diagnostic(err.code, err.message, result.display, err.span, err.hint)]
         return result
@@ -773,11 +780,12 @@ def _expr(e: ir.Expr, follow: int, q: int) -> str:
         base = e.base
         paren = type(base) is ir.Path or _prec(base) < _ATOM
         # `null.a` would lex as one dotted name (a Name `null`), so such a literal base keeps parentheses.
-        paren = paren or (type(base) is ir.Literal and (base.value is None or type(base.value) is bool) and _dot_key(e.keys[0]))
+        keyword_literal = type(base) is ir.Literal and (base.value is None or type(base.value) is bool)
+        paren = paren or (keyword_literal and _dot_key(e.keys[0]))
         text = f"({_expr(base, 0, q)})" if paren else _expr(base, 0, q)
         for key in e.keys:
-            if _dot_key(key):
-                text += "." + key.value
+            if isinstance(key, ir.Literal) and _dot_key(key):
+                text += f".{key.value}"
             else:
                 text += f"[{_expr(key, 0, q)}]"
         return text

@@ -48,19 +48,31 @@ class SagaGraph:
         return tuple(tuple(sorted(gen, key=self._index.__getitem__)) for gen in nx.topological_generations(self.graph))
 
     @cached_property
-    def _ancestors(self) -> dict[str, frozenset[str]]:
-        result: dict[str, frozenset[str]] = {}
+    def _masks(self) -> dict[str, int]:
+        # One bit per step: a step's mask holds every step guaranteed to finish
+        # before it. Linear in the number of edges, and a reachability test is one AND.
+        index = self._index
+        masks: dict[str, int] = {}
         for name in self.topo:
-            acc: set[str] = set()
+            acc = 0
             for dep in self.deps[name]:
-                acc.add(dep)
-                acc |= result[dep]
-            result[name] = frozenset(acc)
-        return result
+                acc |= masks[dep] | (1 << index[dep])
+            masks[name] = acc
+        return masks
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """True when ``a`` is guaranteed to have finished before ``b`` starts."""
+        return bool(self._masks[b] >> self._index[a] & 1)
 
     def ancestors(self, name: str) -> frozenset[str]:
         """Steps guaranteed to have finished (completed or been skipped) before ``name`` starts."""
-        return self._ancestors[name]
+        cache: dict[str, frozenset[str]] = self.__dict__.setdefault("_ancestor_sets", {})
+        found = cache.get(name)
+        if found is None:
+            mask = self._masks[name]
+            order = self.order
+            found = cache[name] = frozenset(order[i] for i in range(mask.bit_length()) if mask >> i & 1)
+        return found
 
     def descendants(self, name: str) -> frozenset[str]:
         """Steps that can only start after ``name`` finished."""

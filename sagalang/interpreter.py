@@ -26,7 +26,6 @@ import os
 import random
 import signal
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -78,8 +77,42 @@ _STATUS_AFTER = {
 # Step states after which a step's effects may exist and need undoing.
 _MAY_HAVE_EFFECT = frozenset({"succeeded", "running", "compensating", "compensation_failed"})
 
-# Counts appends across the process for the crash hook (a test aid; see _Run._emit).
-_appended = 0
+
+def _event_maker() -> Callable[..., Event]:
+    """A constructor for :class:`Event` that fills its slots directly.
+
+    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once
+    per field, which makes it several times slower than the slot descriptors
+    themselves; events are created twice per step, so the hot path uses this.
+    """
+    new = object.__new__
+    kind, run_id, seq, at, step, item, attempt, data, epoch = (
+        getattr(Event, f).__set__
+        for f in ("kind", "run_id", "seq", "time", "step", "item", "attempt", "data", "epoch")
+    )
+
+    def make(k: str, r: str, q: int, t: float, s: str | None, i: int | None, a: int | None, d: Any, e: int) -> Event:
+        ev: Event = new(Event)
+        kind(ev, k)
+        run_id(ev, r)
+        seq(ev, q)
+        at(ev, t)
+        step(ev, s)
+        item(ev, i)
+        attempt(ev, a)
+        data(ev, d)
+        epoch(ev, e)
+        return ev
+
+    return make
+
+
+_new_event = _event_maker()
+
+# The crash hook (a test aid): SIGKILL this process right after its k-th journal append.
+_crash_env = os.environ.get(CRASH_ENV, "")
+_CRASH_AFTER = int(_crash_env) if _crash_env.isdigit() else 0
+_appended = 0  # appends so far, across every run of the process
 
 # Runs driven by this process, so cancel() reaches them without polling the store.
 _LIVE: dict[tuple[int, str], _Run] = {}
@@ -287,7 +320,9 @@ class _Scope:
         steps = run.state.steps
         for name in graph.order:
             st = steps.get(prefix + name)
-            if st is not None and st.status == "succeeded":
+            # A step being (or already) compensated after a resume keeps the output it succeeded
+            # with: undo arguments and sub-saga inputs may still refer to it.
+            if st is not None and (st.status == "succeeded" or st.output is not None):
                 self.env[name] = st.output
             elif st is not None and st.status == "skipped":
                 self.env[name] = None
@@ -328,12 +363,16 @@ class _Run:
         self.clock: Clock = clock or SystemClock()
         self._now = self.clock.time
         self._append = store.append
+        # The memory store appends without a coroutine (nothing to wait for).
+        self._append_now: Callable[[str, Event, str | None], Event] | None = getattr(store, "append_now", None)
+        self.sync_journal = False  # set by the epoch setter
         self.executor = executor
         self.state = state or RunState(run_id, saga=spec.entry)
         self.seq = self.state.last_seq
         self.epoch = epoch
         self.secrets = secret_values(input, spec.secrets())
         self.handlers: dict[str, Handler] = {}
+        self.fast: dict[str, Any] = {}  # handlers awaited directly: async functions without ctx
         self.pivot_like: dict[tuple[str, str], bool] = {}
         self.stop: str | None = None  # why forward progress stopped: failure | cancel | timeout
         self.external_cancel = False
@@ -343,9 +382,7 @@ class _Run:
         self.scopes: dict[str, _Scope] = {}
         self.failed: str | None = None
         self.siblings_cancel = bool(spec.saga.on_failure is not None and spec.saga.on_failure.siblings == "cancel")
-        self._deps_cache: dict[int, dict[str, list[str]]] = {}
-        crash = os.environ.get(CRASH_ENV)
-        self.crash_after = int(crash) if crash and crash.isdigit() else 0
+        self.crash_after = _CRASH_AFTER
         self._resolve_handlers()
 
     @property
@@ -357,18 +394,24 @@ class _Run:
     def epoch(self, value: int | None) -> None:
         self._epoch = value
         self._epoch0 = value or 0
+        self.sync_journal = value is None and getattr(self, "_append_now", None) is not None
 
     # ---- set-up ---------------------------------------------------------------
     def _resolve_handlers(self) -> None:
         # Resolving is the same for every run of one spec with one registry: cache it on the spec.
-        cache: dict[int, tuple[Registry, dict[str, Handler], dict[tuple[str, str], bool]]]
+        cache: dict[int, tuple[Registry, dict[str, Handler], dict[tuple[str, str], bool], dict[str, Any]]]
         cache = self.spec.__dict__.setdefault("_plans", {})
         found = cache.get(id(self.registry))
         if found is not None and found[0] is self.registry:
-            self.handlers, self.pivot_like = found[1], found[2]
+            self.handlers, self.pivot_like, self.fast = found[1], found[2], found[3]
             return
         self._resolve_now()
-        cache[id(self.registry)] = (self.registry, self.handlers, self.pivot_like)
+        self.fast = {
+            name: h.func
+            for name, h in self.handlers.items()
+            if h.func is not None and h.info.is_async and not h.wants_context
+        }
+        cache[id(self.registry)] = (self.registry, self.handlers, self.pivot_like, self.fast)
 
     def _resolve_now(self) -> None:
         for saga in self.spec.sagas.values():
@@ -393,15 +436,16 @@ class _Run:
             return not (can() if callable(can) else True)
         return step.undo is None
 
-    def dependents_of(self, graph: SagaGraph) -> dict[str, list[str]]:
-        """Each step's direct dependents (cached per graph)."""
-        found = self._deps_cache.get(id(graph))
+    @staticmethod
+    def dependents_of(graph: SagaGraph) -> dict[str, list[str]]:
+        """Each step's direct dependents (computed once per graph)."""
+        found: dict[str, list[str]] | None = graph.__dict__.get("_sagalang_dependents")
         if found is None:
             found = {n: [] for n in graph.order}
             for name, deps in graph.deps.items():
                 for d in deps:
                     found[d].append(name)
-            self._deps_cache[id(graph)] = found
+            graph.__dict__["_sagalang_dependents"] = found
         return found
 
     def track(self, ev: Event) -> None:
@@ -423,31 +467,68 @@ class _Run:
         data: Mapping[str, Any] = _EMPTY,
     ) -> Event:
         """Journal one event, fold it into the state, then tell the listeners."""
+        if self.sync_journal:
+            ev = self.emit_now(kind, step, item, attempt, data)
+        else:
+            if self.secrets and data:
+                data = redact(data, self.secrets)
+            seq = self.seq = self.seq + 1
+            ev = _new_event(kind, self.run_id, seq, self._now(), step, item, attempt, data, self._epoch0)
+            # Journal first: the event is durable before anything else happens.
+            stored = await self._append(self.run_id, (ev,), _STATUS_AFTER.get(kind), self._epoch)
+            if stored:
+                ev = stored[0]
+                if ev.seq != seq:
+                    self.seq = ev.seq
+            self._after_append(ev)
+        if self.listeners:
+            await self._notify(ev)
+        return ev
+
+    def emit_now(
+        self,
+        kind: str,
+        step: str | None = None,
+        item: int | None = None,
+        attempt: int | None = None,
+        data: Mapping[str, Any] = _EMPTY,
+    ) -> Event:
+        """``emit`` without a coroutine, for a store that appends synchronously (memory) and no listeners."""
         global _appended
         if self.secrets and data:
             data = redact(data, self.secrets)
         seq = self.seq = self.seq + 1
-        ev = Event(kind, self.run_id, seq, self._now(), step, item, attempt, data, self._epoch0)
-        # The one place that appends to the store: journal first, then everything else.
-        stored = await self._append(self.run_id, (ev,), _STATUS_AFTER.get(kind), self._epoch)
-        if stored:
-            ev = stored[0]
-            if ev.seq != seq:
-                self.seq = ev.seq
+        ev = _new_event(kind, self.run_id, seq, self._now(), step, item, attempt, data, 0)
+        ev = self._append_now(self.run_id, ev, _STATUS_AFTER.get(kind))  # type: ignore[misc]
+        if ev.seq != seq:
+            self.seq = ev.seq
+        # _after_append inlined: this is the hot path.
         if self.crash_after:
             _appended += 1
             if _appended == self.crash_after:
                 os.kill(os.getpid(), signal.SIGKILL)
-        # state.apply inlined: this is the hot path.
         fn = _APPLY.get(kind)
         if fn is not None:
             fn(self.state, ev)
         self.state.last_seq = ev.seq
-        if item is None and step is not None:
+        if item is None and step is not None and (kind == "step.succeeded" or kind == "step.failed"):
             self.track(ev)
-        if self.listeners:
-            await self._notify(ev)
         return ev
+
+    def _after_append(self, ev: Event) -> None:
+        # Everything that follows a journal append: the crash hook, the fold, completion order.
+        global _appended
+        if self.crash_after:
+            _appended += 1
+            if _appended == self.crash_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        kind = ev.kind
+        fn = _APPLY.get(kind)  # state.apply inlined: this is the hot path
+        if fn is not None:
+            fn(self.state, ev)
+        self.state.last_seq = ev.seq
+        if ev.item is None and ev.step is not None and (kind == "step.succeeded" or kind == "step.failed"):
+            self.track(ev)
 
     async def _notify(self, ev: Event) -> None:
         for listener in self.listeners:
@@ -564,9 +645,8 @@ class _Run:
     async def step(self, sc: _Scope, name: str) -> bool:
         """Run one step (condition, fan-out, sub-saga or handler); True when done."""
         step = sc.graph.steps[name]
-        q = sc.prefix + name
-        st = self.state.steps.get(q)
-        if step.when is not None and (st is None or st.status == "pending"):
+        q = sc.prefix + name if sc.prefix else name
+        if step.when is not None and ((st := self.state.steps.get(q)) is None or st.status == "pending"):
             try:
                 go = truthy(evaluate(step.when, sc.env))
             except ExprError as err:
@@ -601,8 +681,15 @@ class _Run:
         attempt = (st.attempts if st is not None else 0) + 1
         key = f"{self.run_id}/{q}" if item is None else f"{self.run_id}/{q}/{item}"
         data = {"idempotency_key": key}
+        # A plain async function without context, timeout or middleware is awaited right here.
+        fast = self.fast.get(action.handler) if timeout is None and not self.step_middleware else None
+        zones = self.zones
+        quiet = self.sync_journal and not self.listeners
         while True:
-            await self.emit("step.started", q, item, attempt, data)
+            if quiet:
+                self.emit_now("step.started", q, item, attempt, data)
+            else:
+                await self.emit("step.started", q, item, attempt, data)
             uncertain = False
             retryable: bool | None
             try:
@@ -614,9 +701,17 @@ class _Run:
                     raise _expr_failure(err, f"step {q!r}: argument") from None
                 if self.stop is not None:
                     raise _NotCalled
-                result = await self.invoke(
-                    handler, args, sc, q, item, attempt, key, timeout, env, compensating=False, zone=True
-                )
+                if fast is not None:
+                    task = _current_task()
+                    zones.add(task)  # type: ignore[arg-type]
+                    try:
+                        result = await fast(**args)
+                    finally:
+                        zones.discard(task)  # type: ignore[arg-type]
+                else:
+                    result = await self.invoke(
+                        handler, args, sc, q, item, attempt, key, timeout, env, compensating=False, zone=True
+                    )
                 output = _jsonable(result)
                 if step.output_schema is not None:
                     self.check_output(sc, step, output)
@@ -639,7 +734,10 @@ class _Run:
                 ns = _namespace(action.handler)
                 einfo, retryable = _error(exc, ns), (exc.retryable if isinstance(exc, Failure) else None)
             else:
-                await self.emit("step.succeeded", q, item, attempt, {"output": output})
+                if quiet:
+                    self.emit_now("step.succeeded", q, item, attempt, {"output": output})
+                else:
+                    await self.emit("step.succeeded", q, item, attempt, {"output": output})
                 return True
             if self.stop is None and _should_retry(policy, einfo, retryable, attempt):
                 assert policy is not None
@@ -720,7 +818,7 @@ class _Run:
             try:
                 return await handler.func(**args)
             finally:
-                zones.discard(task)  # type: ignore[arg-type]
+                zones.discard(task)
         ctx: Context | None = None
         if handler.wants_context or self.step_middleware:
             ctx = Context(
@@ -1179,7 +1277,8 @@ class _Run:
             if state.started_at:
                 left -= max(0.0, self.clock.time() - state.started_at)
             timer = loop.call_later(max(left, 0.0), self.cancel, "timeout")
-        if not _is_memory(self.store):
+        # A store that delivers cancel requests itself (the worker's: LISTEN/NOTIFY) needs no polling.
+        if not _is_memory(self.store) and not getattr(self.store, "pushes_cancel", False):
             watcher = loop.create_task(self._watch_cancel())
         try:
             return await self._attempts_loop()
@@ -1388,7 +1487,8 @@ async def _shielded(coro: Awaitable[bool]) -> bool:
 
 
 def _new_run_id(saga: str) -> str:
-    return f"{saga}-{uuid.uuid4().hex[:12]}"
+    # 48 random bits: uuid4 costs four times as much and its other 74 bits buy nothing here.
+    return f"{saga}-{os.urandom(6).hex()}"
 
 
 async def _open_default_store(store: Store | None) -> Store:
@@ -1406,10 +1506,11 @@ async def start(
     store: Store,
     registry: Registry,
     run_id: str | None = None,
+    checked: bool = False,
     **options: Any,
 ) -> tuple[_Run, bool]:
     """Check the input, create the run record and build its driver (used by run and the coordinator)."""
-    data = spec.prepare_input(dict(input or {}))
+    data = dict(input or {}) if checked else spec.prepare_input(dict(input or {}))
     rid = run_id or _new_run_id(spec.entry)
     now = time.time()
     record = RunRecord(
@@ -1466,7 +1567,7 @@ async def run(
     rid = run_id or _new_run_id(spec.entry)
     if run_id is not None and await store.get_run(run_id) is not None:
         return await resume(run_id, store=store, registry=registry, **options)
-    r, created = await start(spec, data, store=store, registry=registry, run_id=rid, **options)
+    r, created = await start(spec, data, store=store, registry=registry, run_id=rid, checked=True, **options)
     if not created:
         return await resume(rid, store=store, registry=registry, **options)
     if _is_memory(store):
@@ -1521,9 +1622,13 @@ async def resume(
 
 
 async def prepare_resume(
-    run_id: str, *, store: Store, registry: Registry | None = None, **options: Any
+    run_id: str, *, store: Store, registry: Registry | None = None, spec: Spec | None = None, **options: Any
 ) -> _Run | RunResult:
-    """The driver of a stored run, or its result when it has ended already."""
+    """The driver of a stored run, or its result when it has ended already.
+
+    ``spec``: the run's definition if the caller has it already (the worker caches
+    one per spec hash); used only when its hash matches the stored run's.
+    """
     record = await store.get_run(run_id)
     if record is None:
         raise StoreError(f"no run {run_id!r} in {store.url}")
@@ -1532,7 +1637,8 @@ async def prepare_resume(
     if state.terminal:
         return RunResult(run_id, state.status, state.output, state.error, state)
     registry = registry if registry is not None else Registry.discover()
-    spec = Spec.from_sources(record.spec, record.entry, saga=record.saga, registry=registry)
+    if spec is None or spec.spec_hash != record.spec_hash or spec.entry != record.saga:
+        spec = Spec.from_sources(record.spec, record.entry, saga=record.saga, registry=registry)
     data = dict(record.input)
     for ev in events:
         if ev.kind == "saga.retrying":

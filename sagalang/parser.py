@@ -85,8 +85,10 @@ class _SagaLexer(Lexer):
         # because they are the most common, and by priority within each kind.
         ordered = words + strings + numbers
         self.skip = re.compile("(?:" + "|".join(skip) + ")*")
+        # The skipped run is atomic: without it, at the end of the text the regex
+        # would backtrack into a trailing comment and find a token inside it.
         self.master = re.compile(
-            "(?:" + "|".join(skip) + ")*"
+            "(?>(?:" + "|".join(skip) + ")*)"
             + "(?:" + "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in ordered) + ")"
         )
 

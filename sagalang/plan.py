@@ -11,7 +11,7 @@ there is no backward recovery, only retries.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -62,6 +62,7 @@ class Undo:
     conditional: bool = False
     fan_out: bool = False
     sub_saga: bool = False
+    inner: tuple[str, ...] = ()  # for a sub-saga: its steps with an undo, in its compensation order
 
     def label(self) -> str:
         """``name`` plus notes, e.g. ``upgrade (if it ran)`` or ``seats[each item]``."""
@@ -74,7 +75,7 @@ class Undo:
         if self.conditional and self.certainty != "if uncertain":
             notes.append("if it ran")
         if self.sub_saga:
-            notes.append("its completed steps")
+            notes.append("its completed steps" + (": " + ", ".join(self.inner) if self.inner else ""))
         return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
@@ -185,13 +186,38 @@ def _step_plan(g: SagaGraph, step: ir.Step, level: int, after_pivot: bool) -> St
     return StepPlan(step.name, level, step.kind, action, target, undo, tuple(marks), describe_retry(retry))
 
 
-def _undo(g: SagaGraph, name: str, certainty: Certainty) -> Undo:
+def _undo(g: SagaGraph, name: str, certainty: Certainty, callees: Mapping[str, ir.Saga]) -> Undo:
     step = g.steps[name]
-    return Undo(name, certainty, step.when is not None, step.foreach is not None, step.call is not None)
+    inner: tuple[str, ...] = ()
+    if step.call is not None and step.call.saga in callees:
+        inner = _callee_order(callees[step.call.saga], callees, {g.saga.name})
+    return Undo(name, certainty, step.when is not None, step.foreach is not None, step.call is not None, inner)
 
 
-def plan_saga(saga: ir.Saga, file: str = "") -> SagaPlan:
-    """The plan of ``saga`` (its graph must be acyclic; the validator reports cycles)."""
+def _callee_order(saga: ir.Saga, callees: Mapping[str, ir.Saga], seen: set[str]) -> tuple[str, ...]:
+    """A called saga's undoable steps in its compensation order, nested calls as ``step/inner``."""
+    if saga.name in seen:
+        return ()  # recursion is reported by the validator; do not loop here
+    g = build(saga)
+    if not g.is_dag:
+        return ()
+    out: list[str] = []
+    for n in g.reverse_order({n for n in g.steps if _has_undo(g.steps[n])}):
+        step = g.steps[n]
+        if step.call is not None and step.call.saga in callees:
+            out += [f"{n}/{i}" for i in _callee_order(callees[step.call.saga], callees, seen | {saga.name})]
+        else:
+            out.append(n)
+    return tuple(out)
+
+
+def plan_saga(saga: ir.Saga, file: str = "", callees: Mapping[str, ir.Saga] | None = None) -> SagaPlan:
+    """The plan of ``saga`` (its graph must be acyclic; the validator reports cycles).
+
+    ``callees`` are the sagas ``call`` may name (by name); with them, the plan spells
+    out what compensating a sub-saga undoes.
+    """
+    callees = callees or {}
     g = build(saga)
     if not g.is_dag:
         raise ValueError(f"saga {saga.name!r} has a dependency cycle")
@@ -212,7 +238,7 @@ def plan_saga(saga: ir.Saga, file: str = "") -> SagaPlan:
         if committed:
             failures.append(_forward(g, name, committed))
         else:
-            failures.append(_backward(g, name, order, no_return))
+            failures.append(_backward(g, name, order, no_return, callees))
     notes: list[str] = []
     if saga.timeout is not None:
         notes.append(
@@ -253,7 +279,7 @@ def _forward(g: SagaGraph, name: str, committed: list[str]) -> FailurePlan:
     return FailurePlan(name, "forward", (), (note,))
 
 
-def _backward(g: SagaGraph, name: str, order: str, no_return: list[str]) -> FailurePlan:
+def _backward(g: SagaGraph, name: str, order: str, no_return: list[str], callees: Mapping[str, ir.Saga]) -> FailurePlan:
     step = g.steps[name]
     certain = {a for a in g.ancestors(name) if _has_undo(g.steps[a])}
     concurrent = g.concurrent(name)
@@ -268,9 +294,9 @@ def _backward(g: SagaGraph, name: str, order: str, no_return: list[str]) -> Fail
         return "completed" if n in certain else "may have completed"
 
     if order == "parallel":
-        groups = tuple(tuple(_undo(g, n, certainty(n)) for n in grp) for grp in g.reverse_levels(involved))
+        groups = tuple(tuple(_undo(g, n, certainty(n), callees) for n in grp) for grp in g.reverse_levels(involved))
     else:
-        groups = tuple((_undo(g, n, certainty(n)),) for n in g.reverse_order(involved))
+        groups = tuple((_undo(g, n, certainty(n), callees),) for n in g.reverse_order(involved))
     notes: list[str] = []
     if not involved:
         notes.append("nothing to undo: no step with an undo can have completed")
@@ -282,9 +308,10 @@ def _backward(g: SagaGraph, name: str, order: str, no_return: list[str]) -> Fail
     return FailurePlan(name, "backward", groups, tuple(notes))
 
 
-def plan_module(module: ir.Module) -> list[SagaPlan]:
-    """The plans of every saga in ``module``."""
-    return [plan_saga(s, module.file) for s in module.sagas]
+def plan_module(module: ir.Module, callees: Mapping[str, ir.Saga] | None = None) -> list[SagaPlan]:
+    """The plans of every saga in ``module`` (``callees``: sagas of imported files, by name)."""
+    scope = {**(callees or {}), **{s.name: s for s in module.sagas}}
+    return [plan_saga(s, module.file, scope) for s in module.sagas]
 
 
 # ---- output -----------------------------------------------------------------------------
@@ -297,6 +324,7 @@ def _undo_json(u: Undo) -> dict[str, Any]:
         "conditional": u.conditional,
         "fan_out": u.fan_out,
         "sub_saga": u.sub_saga,
+        "sub_saga_undo": list(u.inner),
     }
 
 

@@ -195,7 +195,11 @@ def load_project(paths: Iterable[str | Path], root: str | Path | None = None) ->
         if sf.module is None:
             continue
         for imp in sf.module.imports:
-            target = (path.parent / imp.path).resolve()
+            try:
+                target = (path.parent / imp.path).resolve()
+                exists = target.is_file()
+            except (OSError, ValueError):  # a NUL byte, or a name too long for the file system
+                target, exists = path.parent, False
             if not target.is_relative_to(project.root):
                 project.diagnostics.append(
                     diagnostic(
@@ -207,7 +211,7 @@ def load_project(paths: Iterable[str | Path], root: str | Path | None = None) ->
                     )
                 )
                 continue
-            if not target.is_file():
+            if not exists:
                 project.diagnostics.append(
                     diagnostic("E703", f"imported file {imp.path!r} not found", sf.display, imp.span)
                 )

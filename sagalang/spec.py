@@ -109,6 +109,7 @@ class Spec:
     path: Path | None = None
     input_schemas: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     _output_validators: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _secrets: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def saga(self) -> ir.Saga:
@@ -166,8 +167,12 @@ class Spec:
 
     def secrets(self, saga: str | None = None) -> tuple[str, ...]:
         """Names of the secret input fields of ``saga`` (default: the entry saga)."""
-        schema = self.input_schemas.get(saga or self.entry)
-        return secret_fields(schema) if schema else ()
+        name = saga or self.entry
+        found = self._secrets.get(name)
+        if found is None:
+            schema = self.input_schemas.get(name)
+            found = self._secrets[name] = secret_fields(schema) if schema else ()
+        return found
 
     def prepare_input(self, data: Any, saga: str | None = None) -> dict[str, Any]:
         """``data`` checked against the saga's input declaration, defaults filled in.

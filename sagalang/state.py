@@ -134,7 +134,10 @@ class RunState:
 
 
 def _target(state: RunState, ev: Event) -> StepState:
-    st = state.step(ev.step or "")
+    name = ev.step or ""
+    st = state.steps.get(name)
+    if st is None:
+        st = state.steps[name] = StepState(name)
     if ev.item is None:
         return st
     it = st.items.get(ev.item)

@@ -1094,6 +1094,14 @@ def _check_retry(ctx: SagaContext, policy: ir.RetryPolicy | None) -> Iterator[Di
             f"retry attempts must be at least 1 (it counts the first call), got {policy.attempts}",
             policy.span,
         )
+    both = sorted(set(policy.on) & set(policy.except_))
+    if both:
+        yield ctx.diag(
+            "W808",
+            f"error{'s' if len(both) > 1 else ''} {', '.join(both)} listed in both 'on' and 'except'",
+            policy.span,
+            "keep each error name in one of the lists",
+        )
     yield from _check_backoff(ctx, policy.backoff)
 
 
@@ -1104,7 +1112,7 @@ def _check_timeout(ctx: SagaContext, timeout: ir.Duration | None, what: str) -> 
 
 @rule
 def policies(ctx: SagaContext) -> Iterator[Diagnostic]:
-    """E801-E806, W807: retry, timeout, fan-out limit and saga retry values."""
+    """E801-E806, W807, W808: retry, timeout, fan-out limit and saga retry values."""
     saga = ctx.saga
     defaults = saga.defaults
     yield from _check_timeout(ctx, saga.timeout, "saga")
@@ -1217,10 +1225,13 @@ def input_types(ctx: SagaContext) -> Iterator[Diagnostic]:
 
 def _schema_problem(ctx: SagaContext, schema: ir.InputSchema, what: str, owner: str = "") -> Diagnostic | None:
     """E904-E906 for one schema file; each file is read and checked once per run."""
-    path = (ctx.folder / schema.path).resolve()
     cache: dict[Path, tuple[str, str, str | None] | None] = ctx.extra.setdefault("schemas", {})
-    if path not in cache:
-        cache[path] = _check_schema_file(path)
+    try:
+        path = (ctx.folder / schema.path).resolve()
+        if path not in cache:
+            cache[path] = _check_schema_file(path)
+    except (OSError, ValueError):  # a NUL byte, or a name too long for the file system
+        return ctx.diag("E904", f"{what} {schema.path!r}{owner}: file not found", schema.span)
     found = cache[path]
     if found is None:
         return None
@@ -1275,7 +1286,10 @@ def _resolved_imports(sf: SourceFile, project: Project) -> Iterator[tuple[ir.Imp
     assert sf.module is not None
     loaded = set(sf.imports)
     for imp in sf.module.imports:
-        target = (sf.path.parent / imp.path).resolve()
+        try:
+            target = (sf.path.parent / imp.path).resolve()
+        except (OSError, ValueError):  # a NUL byte or an overlong name: E703 was reported by the loader
+            continue
         other = project.files.get(target)
         if target in loaded and other is not None:
             yield imp, other

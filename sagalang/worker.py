@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Worker", "WorkerOptions", "WorkerStats", "make_worker_id", "queued_record", "submit"]
 
 log = logging.getLogger("sagalang.worker")
+_SPEC_CACHE = 64  # definitions kept parsed; one per spec version in use is plenty
 
 
 def make_worker_id() -> str:
@@ -147,8 +148,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._now = asyncio.Event()
-        self._stopped_claiming = False
         self._fences: dict[str, _FencedStore] = {}
+        self._specs: dict[tuple[str, str, str], Spec] = {}
         # Sync handlers run here: one pool sized to the concurrency (the loop's default has cpu+4 threads).
         self.executor = ThreadPoolExecutor(
             max_workers=max(4, self.options.concurrency * 4), thread_name_prefix="sagalang-handler"
@@ -190,7 +191,6 @@ class Worker:
             if not self._stop.is_set():
                 await self._claim_loop()
         finally:
-            self._stopped_claiming = True
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
@@ -437,6 +437,7 @@ class Worker:
                 rec.run_id,
                 store=fenced,
                 registry=self.registry,
+                spec=self._spec_for(rec),
                 epoch=epoch,
                 listeners=self.listeners,
                 executor=self.executor,
@@ -452,6 +453,19 @@ class Worker:
         finally:
             self._fences.pop(rec.run_id, None)
 
+    def _spec_for(self, rec: RunRecord) -> Spec:
+        """The run's definition, parsed and validated once per spec hash (not once per run)."""
+        from .spec import Spec
+
+        key = (rec.spec_hash, rec.entry, rec.saga)
+        spec = self._specs.pop(key, None)
+        if spec is None:
+            spec = Spec.from_sources(rec.spec, rec.entry, saga=rec.saga, registry=self.registry)
+        self._specs[key] = spec  # most recently used last
+        while len(self._specs) > _SPEC_CACHE:
+            del self._specs[next(iter(self._specs))]
+        return spec
+
 
 async def _forward_cancel(cancel: asyncio.Event, run: Any) -> None:
     """Turn a cancel request seen by the worker (NOTIFY or heartbeat) into the run's own cancel."""
@@ -466,6 +480,9 @@ class _FencedStore:
     a run the worker handed back (or lost) cannot write even while the database
     is unreachable, and its interpreter never reaches another handler call.
     """
+
+    # The worker forwards cancel requests (NOTIFY, heartbeat): the interpreter need not poll for them.
+    pushes_cancel = True
 
     def __init__(self, store: PostgresStore, run_id: str) -> None:
         self._store = store

@@ -60,7 +60,10 @@ def _help_markdown(help_text: str) -> list[str]:
             chunk = textwrap.dedent(chunk.replace("\b\n", "")).strip("\n")
             first, _, rest = chunk.partition("\n")
             if verbatim and first.rstrip().endswith(":") and rest.strip():
-                lines += [f"**{first.strip().rstrip(':')}**", "", "```sh", textwrap.dedent(rest).rstrip(), "```", ""]
+                body = textwrap.dedent(rest).rstrip()
+                # Shell highlighting only when trailing explanations are shell comments.
+                shell = all("  " not in ln.strip() or "#" in ln for ln in body.splitlines())
+                lines += [f"**{first.strip().rstrip(':')}**", "", "```sh" if shell else "```text", body, "```", ""]
             elif verbatim:
                 body = [ln.strip() for ln in chunk.splitlines() if ln.strip()]
                 if len(body) == 1:
@@ -124,7 +127,7 @@ def render() -> str:
     """The whole CLI reference page as Markdown."""
     from sagalang.cli import COMMANDS, main
 
-    ctx = click.Context(main, info_name="sagalang")
+    ctx = click.Context(main, info_name="sagalang", **main.context_settings)
     lines = [INTRO]
     lines += ["## `sagalang`", "", "```text", f"Usage: sagalang {' '.join(main.collect_usage_pieces(ctx))}", "```", ""]
     lines += _help_markdown(main.help or "")

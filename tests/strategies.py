@@ -30,27 +30,31 @@ def _keywords() -> tuple[str, ...]:
 
 
 _RESERVED_IN_EXPR = {"not", "true", "false", "null"}
-_plain_ident = st.text(string.ascii_letters + "_", min_size=1, max_size=1).flatmap(
-    lambda first: st.text(string.ascii_letters + string.digits + "_", max_size=8).map(lambda rest: first + rest)
-)
+_plain_ident = st.tuples(
+    st.sampled_from(string.ascii_letters + "_"), st.text(string.ascii_letters + string.digits + "_", max_size=8)
+).map("".join)
 
 
+@functools.cache
 def identifiers() -> SearchStrategy[str]:
     """Any identifier, keywords included (they are contextual)."""
     return st.one_of(_plain_ident, st.sampled_from(_keywords()), st.sampled_from(["x2", "ms", "s", "d", "_", "e5"]))
 
 
+@functools.cache
 def _value_names() -> SearchStrategy[str]:
     return identifiers().filter(lambda n: n not in _RESERVED_IN_EXPR)
 
 
+@functools.cache
 def _dotted() -> SearchStrategy[str]:
     return st.lists(identifiers(), min_size=1, max_size=3).map(".".join)
 
 
+@functools.cache
 def _text(q: int) -> SearchStrategy[str]:
     # Mostly readable text with the characters that need escaping; sometimes anything.
-    tricky = st.text(alphabet=st.sampled_from(list("ab ${}'\"\\\n\t\r\0#é€\u2028") + ["😀"]), max_size=8)
+    tricky = st.text(alphabet=st.sampled_from([*"ab ${}'\"\\\n\t\r\0#é€\u2028", "😀"]), max_size=8)
     return st.one_of(tricky, st.text(max_size=6)) if q < 2 else st.nothing()
 
 
@@ -79,17 +83,16 @@ def exprs(q: int = 0, depth: int = 3) -> SearchStrategy[ir.Expr]:
     )  # field keys print as .name, the rest as [expr]
 
     def arith(ops: SearchStrategy[str]) -> SearchStrategy[ir.Expr]:
-        return st.integers(min_value=2, max_value=4).flatmap(
-            lambda n: st.builds(
-                ir.Arith, st.lists(sub, min_size=n, max_size=n).map(tuple), st.lists(ops, min_size=n - 1, max_size=n - 1).map(tuple)
-            )
+        rest = st.lists(st.tuples(ops, sub), min_size=1, max_size=3)
+        return st.tuples(sub, rest).map(
+            lambda t: ir.Arith((t[0], *(o for _, o in t[1])), tuple(op for op, _ in t[1]))  # type: ignore[misc]
         )
 
     composite: list[SearchStrategy[ir.Expr]] = [
         st.builds(ir.Path, sub, st.lists(key, min_size=1, max_size=3).map(tuple)),
         st.builds(ir.FuncCall, _value_names(), small),
-        st.builds(
-            ir.Unary, st.sampled_from(["not", "-"]).flatmap(lambda op: st.lists(st.just(op), min_size=1, max_size=2).map(tuple)), sub
+        st.tuples(st.sampled_from(["not", "-"]), st.integers(min_value=1, max_value=2), sub).map(
+            lambda t: ir.Unary((t[0],) * t[1], t[2])  # type: ignore[arg-type]
         ),
         arith(st.sampled_from(["+", "-"])),
         arith(st.sampled_from(["*", "/", "%"])),
@@ -125,16 +128,18 @@ def _templates(q: int, depth: int) -> SearchStrategy[ir.Expr]:
 
 def durations() -> SearchStrategy[ir.Duration]:
     """Durations in whole milliseconds, some in round units."""
-    return st.one_of(
-        st.integers(min_value=0, max_value=10**10),
-        st.sampled_from([1, 1000, 1500, 60_000, 3_600_000, 86_400_000]).flatmap(
-            lambda unit: st.integers(min_value=0, max_value=1000).map(lambda n: n * unit)
-        ),
-    ).map(ir.Duration)
+    round_units = st.tuples(
+        st.sampled_from([1, 1000, 1500, 60_000, 3_600_000, 86_400_000]), st.integers(min_value=0, max_value=1000)
+    )
+    return st.one_of(st.integers(min_value=0, max_value=10**10), round_units.map(lambda t: t[0] * t[1])).map(
+        ir.Duration
+    )
 
 
 def _backoffs() -> SearchStrategy[ir.Backoff]:
-    mult = st.one_of(st.none(), st.sampled_from([2.0, 1.5, 1.0, 0.5]), st.floats(min_value=0, allow_nan=False, allow_infinity=False))
+    mult = st.one_of(
+        st.none(), st.sampled_from([2.0, 1.5, 1.0, 0.5]), st.floats(min_value=0, allow_nan=False, allow_infinity=False)
+    )
     return st.builds(ir.Backoff, durations(), mult, st.one_of(st.none(), durations()))
 
 
@@ -154,8 +159,12 @@ def _opt(s: SearchStrategy[object]) -> SearchStrategy[object]:
     return st.one_of(st.none(), s)
 
 
+# Declarations use shallower expressions than the expression tests: generation time grows fast with depth.
+_DECL_DEPTH = 2
+
+
 def _args() -> SearchStrategy[tuple[ir.Arg, ...]]:
-    return st.lists(st.builds(ir.Arg, identifiers(), exprs()), max_size=3).map(tuple)
+    return st.lists(st.builds(ir.Arg, identifiers(), exprs(0, _DECL_DEPTH)), max_size=2).map(tuple)
 
 
 def _types(depth: int = 2) -> SearchStrategy[ir.TypeRef]:
@@ -174,9 +183,11 @@ def steps() -> SearchStrategy[ir.Step]:
         undo=_opt(invocation),
         call=_opt(st.builds(ir.SagaCall, identifiers(), _args())),
         use=_opt(invocation),
-        foreach=_opt(st.builds(ir.ForEach, identifiers(), exprs(), _opt(st.integers(min_value=0, max_value=10**6)))),
+        foreach=_opt(
+            st.builds(ir.ForEach, identifiers(), exprs(0, _DECL_DEPTH), _opt(st.integers(min_value=0, max_value=10**6)))
+        ),
         after=_opt(st.lists(st.builds(ir.StepRef, identifiers()), min_size=1, max_size=3).map(tuple)),
-        when=_opt(exprs()),
+        when=_opt(exprs(0, _DECL_DEPTH)),
         retry=_opt(_retries()),
         timeout=_opt(durations()),
         output_schema=_opt(st.builds(ir.InputSchema, _text(0))),
@@ -186,25 +197,34 @@ def steps() -> SearchStrategy[ir.Step]:
 
 def sagas() -> SearchStrategy[ir.Saga]:
     """Sagas with every saga-level clause and a body of steps and parallel blocks."""
-    fields = st.lists(st.builds(ir.Field, identifiers(), _types(), st.booleans(), _opt(exprs())), max_size=4).map(tuple)
-    body = st.lists(st.one_of(steps(), st.builds(ir.Parallel, st.lists(steps(), max_size=3).map(tuple))), max_size=4)
+    fields = st.lists(
+        st.builds(ir.Field, identifiers(), _types(), st.booleans(), _opt(exprs(0, _DECL_DEPTH))), max_size=3
+    ).map(tuple)
+    body = st.lists(st.one_of(steps(), st.builds(ir.Parallel, st.lists(steps(), max_size=2).map(tuple))), max_size=3)
     return st.builds(
         ir.Saga,
         name=identifiers(),
         version=_opt(_text(0)),
         description=_opt(_text(0)),
         input=st.one_of(st.none(), st.builds(ir.InputFields, fields), st.builds(ir.InputSchema, _text(0))),
-        output=_opt(st.lists(st.builds(ir.OutputEntry, identifiers(), exprs()), max_size=3).map(tuple)),
+        output=_opt(st.lists(st.builds(ir.OutputEntry, identifiers(), exprs(0, _DECL_DEPTH)), max_size=3).map(tuple)),
         defaults=_opt(st.builds(ir.Defaults, _opt(_retries()), _opt(durations()))),
         timeout=_opt(durations()),
         compensation=_opt(
-            st.builds(ir.CompensationPolicy, _opt(st.sampled_from(["reverse", "parallel"])), _opt(_retries()), _opt(durations()))
+            st.builds(
+                ir.CompensationPolicy,
+                _opt(st.sampled_from(["reverse", "parallel"])),
+                _opt(_retries()),
+                _opt(durations()),
+            )
         ),
         on_failure=_opt(
             st.builds(
                 ir.FailurePolicy,
                 _opt(st.sampled_from(["wait", "cancel"])),
-                _opt(st.builds(ir.SagaRetry, st.integers(min_value=0, max_value=100), _opt(_backoffs()), _opt(_dotted()))),
+                _opt(
+                    st.builds(ir.SagaRetry, st.integers(min_value=0, max_value=100), _opt(_backoffs()), _opt(_dotted()))
+                ),
             )
         ),
         body=body.map(tuple),

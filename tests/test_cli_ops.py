@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +206,190 @@ def test_finished_run(runner: CliRunner, store_url: str, command: str) -> None:
 def test_resume_needs_an_id_or_all(runner: CliRunner, store_url: str) -> None:
     result = runner.invoke(main, ["resume", "--store", store_url])
     assert result.exit_code == 2 and "give a run ID or --all" in result.output
+
+
+# -- resume and cancel with real processes ----------------------------------------------------
+
+PLUGIN = """
+import asyncio, os
+from sagalang.plugins import handler
+
+def _log(line):
+    with open(os.environ["OPS_TEST_LOG"], "a") as f:
+        f.write(line + "\\n")
+
+@handler("ops.act")
+def act(ctx, name: str) -> dict:
+    _log(f"do {name} {ctx.idempotency_key}")
+    return {"name": name}
+
+@handler("ops.undo")
+def undo(ctx, name: str) -> dict:
+    _log(f"undo {name}")
+    return {}
+
+@handler("ops.wait")
+async def wait(ctx, seconds: float) -> dict:
+    _log("wait started")
+    await asyncio.sleep(seconds)
+    _log("wait ended")
+    return {}
+"""
+
+SLOW_SAGA = """saga slow version "1" {
+    step first { do ops.act(name: "first") undo ops.undo(name: "first") }
+    step hold  { do ops.wait(seconds: 60) undo ops.undo(name: "hold") }
+    step last  { do ops.act(name: "last") undo ops.undo(name: "last") }
+}
+"""
+
+
+class Ops:
+    """A slow saga, its handlers, a store and a log of handler calls under one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.plugin = folder / "ops_handlers.py"
+        self.plugin.write_text(PLUGIN)
+        self.spec = folder / "slow.saga"
+        self.spec.write_text(SLOW_SAGA)
+        self.log = folder / "calls.log"
+        self.store = f"sqlite:///{folder}/journal.db"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a run: the call log, no SAGALANG_* leaking in."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SAGALANG_")}
+        env.update(OPS_TEST_LOG=str(self.log), NO_COLOR="1", **extra)
+        return env
+
+    def start(self, run_id: str, **extra: str) -> subprocess.Popen[str]:
+        """``sagalang run`` in the background."""
+        args = ["run", str(self.spec), "--plugin", str(self.plugin), "--store", self.store, "--id", run_id]
+        return subprocess.Popen(
+            [*SAGALANG, *args],
+            cwd=self.folder,
+            env=self.env(**extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def cli(self, runner: CliRunner, *args: str) -> Any:
+        """A command in this process, with the plugin and store."""
+        extra = ["--plugin", str(self.plugin)] if args[0] in ("resume", "cancel") else []
+        return runner.invoke(main, [*args, *extra, "--store", self.store], env=self.env())
+
+    def calls(self) -> list[str]:
+        """The handler calls so far."""
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def wait_for(self, line: str, timeout: float = 60) -> None:
+        """Block until a handler logged ``line``."""
+        deadline = time.monotonic() + timeout
+        while line not in self.calls():
+            assert time.monotonic() < deadline, f"{line!r} never logged: {self.calls()}"
+            time.sleep(0.05)
+
+    def crashed(self, run_id: str, after: int) -> None:
+        """A run killed (SIGKILL, by the crash hook) after its ``after``-th append."""
+        proc = self.start(run_id, SAGALANG_CRASH_AFTER_APPEND=str(after))
+        proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+
+
+def _kinds(runner: CliRunner, ops: Ops, run_id: str) -> list[str]:
+    result = ops.cli(runner, "history", run_id, "--json")
+    return [json.loads(line)["event"] for line in result.stdout.splitlines()]
+
+
+@pytest.fixture
+def ops(tmp_path: Path) -> Iterator[Ops]:
+    """The slow saga set-up."""
+    yield Ops(tmp_path)
+
+
+def test_cancel_a_run_another_process_drives(runner: CliRunner, ops: Ops) -> None:
+    proc = ops.start("c1")
+    try:
+        ops.wait_for("wait started")
+        # A second driver is refused, naming the live one.
+        refused = ops.cli(runner, "resume", "c1")
+        assert refused.exit_code == 1, refused.output
+        assert f"run c1 is being driven by process {proc.pid} on host" in refused.output
+        assert "try again after its lease expires at" in refused.output
+        result = ops.cli(runner, "cancel", "c1")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert result.exit_code == 1, result.output
+    assert "cancel requested" in result.output and "run c1: cancelled" in result.output
+    assert proc.returncode == 1, err  # the driving process compensated and ended `cancelled`
+    calls = ops.calls()
+    assert calls[-2:] == ["undo hold", "undo first"] and "do last c1/last" not in calls
+    kinds = _kinds(runner, ops, "c1")
+    assert kinds[-1] == "saga.cancelled" and "compensation.succeeded" in kinds
+
+
+def test_cancel_with_no_wait(runner: CliRunner, ops: Ops) -> None:
+    proc = ops.start("c2")
+    try:
+        ops.wait_for("wait started")
+        result = ops.cli(runner, "cancel", "c2", "--no-wait")
+        assert result.exit_code == 0, result.output
+        assert "cancel requested" in result.output
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 1
+    shown = json.loads(ops.cli(runner, "show", "c2", "--json").stdout)
+    assert shown["status"] == "cancelled" and shown["compensation_path"] == ["hold", "first"]
+
+
+def test_cancel_a_run_nobody_drives(runner: CliRunner, ops: Ops) -> None:
+    ops.crashed("c3", after=3)  # saga.started, first started, first succeeded: then killed
+    assert ops.calls() == ["do first c3/first"]
+    result = ops.cli(runner, "cancel", "c3")
+    assert result.exit_code == 1, result.output
+    assert "run c3: cancelled" in result.output and "compensated: first" in result.output
+    assert ops.calls() == ["do first c3/first", "undo first"]
+    kinds = _kinds(runner, ops, "c3")
+    assert kinds[3] == "saga.resumed" and kinds[-1] == "saga.cancelled"
+    again = ops.cli(runner, "cancel", "c3")
+    assert again.exit_code == 1 and "already finished (cancelled)" in again.output
+
+
+def test_resume_one_and_all(runner: CliRunner, ops: Ops, tmp_path: Path) -> None:
+    fast = tmp_path / "fast.saga"
+    fast.write_text(SLOW_SAGA.replace("seconds: 60", "seconds: 0"))
+    ops.spec = fast
+    ops.crashed("a", after=2)  # first started: in flight at the crash
+    ops.crashed("b", after=5)  # hold started
+    result = ops.cli(runner, "resume", "a", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "completed"
+    # The step in flight at the crash (journaled as started, never answered) ran once, with the run's key.
+    assert ops.calls().count("do first a/first") == 1
+    history = [json.loads(line) for line in ops.cli(runner, "history", "a", "--json").stdout.splitlines()]
+    starts = [e for e in history if e["event"] == "step.started" and e["step"] == "first"]
+    assert len(starts) == 2 and {e["data"]["idempotency_key"] for e in starts} == {"a/first"}
+    result = ops.cli(runner, "resume", "--all")
+    assert result.exit_code == 0, result.output
+    assert "run b: completed" in result.output and "run a" not in result.stdout
+    listed = json.loads(ops.cli(runner, "list", "--json").stdout)
+    assert {r["run_id"]: r["status"] for r in listed} == {"a": "completed", "b": "completed"}
+    result = ops.cli(runner, "resume", "--all")
+    assert result.exit_code == 0 and "no unfinished runs" in result.output
+
+
+def test_runs_land_in_the_default_store(runner: CliRunner, ops: Ops, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ops.folder)
+    fast = ops.folder / "fast.saga"
+    fast.write_text(SLOW_SAGA.replace("seconds: 60", "seconds: 0"))
+    env = ops.env()
+    result = runner.invoke(main, ["run", str(fast), "--plugin", str(ops.plugin), "--id", "d1"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (ops.folder / ".sagalang" / "sagalang.db").is_file()
+    listed = runner.invoke(main, ["list"], env=env)
+    assert listed.exit_code == 0 and "d1" in listed.output and "completed" in listed.output

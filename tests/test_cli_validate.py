@@ -35,6 +35,13 @@ GOOD = """saga s {
 """
 
 
+@pytest.fixture(autouse=True)
+def _hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run outside the repository, so its [tool.sagalang] plugins do not join the registry."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
 @pytest.fixture
 def specs(tmp_path: Path) -> Path:
     """A folder with one invalid, one warning-only and one valid spec."""
@@ -171,3 +178,21 @@ def test_valid_specs_through_the_cli(runner: CliRunner) -> None:
     code, out, err = invoke(runner, "--strict", str(SPECS / "valid"))
     assert code == 0, out
     assert "0 errors, 0 warnings" in err
+
+
+def test_colour_is_only_for_terminals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sagalang.cli.common import use_color
+    from sagalang.diagnostics import diagnostic, format_text
+    from sagalang.source import Span
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    assert use_color(Tty())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_color(Tty())
+    d = diagnostic("E302", "no such field", "x.saga", Span(1, 5, 1, 8), "did you mean 'sku'?")
+    coloured = format_text([d], {"x.saga": "abc input.x"}, color=True)
+    assert "\x1b[" in coloured and "error[E302]" in coloured
+    assert "\x1b[" not in format_text([d], {"x.saga": "abc input.x"}, color=False)

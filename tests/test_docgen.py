@@ -23,8 +23,20 @@ def test_committed_diagnostics_doc_is_current() -> None:
 def test_every_code_is_documented() -> None:
     text = diagnostics_markdown()
     for code, rule in CATALOGUE.items():
-        assert f"### {code} — {rule.title}" in text
+        assert f"### {code}: {rule.title}" in text
         assert rule.explanation in text and rule.fix in text
+
+
+def test_index_links_point_at_headings() -> None:
+    import re
+
+    text = diagnostics_markdown()
+    headings = {
+        re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", h).strip().lower()) for h in re.findall(r"^#+ (.+)$", text, re.M)
+    }
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert len(links) == len(CATALOGUE)
+    assert set(links) <= headings
 
 
 def test_module_entry_point() -> None:

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from pygments.token import Error
 
-from sagalang.cli import COMMANDS, main
+from sagalang.cli import main
 from sagalang.lexer import SagaLexer
 
 
@@ -47,10 +47,12 @@ def test_init_writes_a_complete_project(project: Path) -> None:
     json.loads((project / "sagas" / "signup.input.json").read_text(encoding="utf-8"))
 
 
-def test_the_project_validates(project: Path, runner: CliRunner) -> None:
-    result = runner.invoke(main, ["validate", "sagas/"])
+def test_the_project_validates_and_is_formatted(project: Path, runner: CliRunner) -> None:
+    result = runner.invoke(main, ["validate", "--strict", "sagas/"])
     assert result.exit_code == 0, result.output
-    assert "0 errors" in result.output
+    assert "0 errors, 0 warnings" in result.output
+    fmt = runner.invoke(main, ["fmt", "--check", "sagas/"])
+    assert fmt.exit_code == 0, fmt.output
     # Its handlers come from [tool.sagalang] plugins, so validation really checked them.
     result = runner.invoke(main, ["validate", "--format", "json", "sagas/"])
     assert json.loads(result.output)["diagnostics"] == []
@@ -70,7 +72,6 @@ def test_the_projects_own_tests_pass(project: Path) -> None:
     assert "2 passed" in proc.stdout
 
 
-@pytest.mark.skipif("run" not in COMMANDS, reason="the run command is not registered yet")
 def test_the_project_runs_from_the_cli(project: Path, runner: CliRunner) -> None:
     store = f"sqlite:///{project / 'runs.db'}"
     ok = runner.invoke(
@@ -84,6 +85,11 @@ def test_the_project_runs_from_the_cli(project: Path, runner: CliRunner) -> None
     out = json.loads(failed.output)
     assert out["status"] == "compensated"
     assert out["compensated"] == ["account"]
+
+
+def test_every_failure_point_of_the_project_holds(project: Path, runner: CliRunner) -> None:
+    result = runner.invoke(main, ["test", "sagas/signup.saga"])
+    assert result.exit_code == 0, result.output
 
 
 def test_init_refuses_to_overwrite(project: Path, runner: CliRunner) -> None:
@@ -109,3 +115,12 @@ def test_init_names(tmp_path: Path, runner: CliRunner, monkeypatch: pytest.Monke
     assert bad.exit_code == 1
     assert "--name '9lives' is not a valid saga name" in bad.output
     assert not (tmp_path / "x").exists()
+
+
+def test_init_reports_an_unwritable_folder(tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocked").write_text("a file where the project folder should go\n", encoding="utf-8")
+    result = runner.invoke(main, ["init", "blocked/inner"])
+    assert result.exit_code == 1
+    assert result.output.startswith("sagalang: error: cannot write blocked/inner/pyproject.toml")
+    assert "Traceback" not in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,23 @@ def test_every_repository_spec_lexes_without_errors(path: Path) -> None:
     assert errors == []
     # Lossless: the tokens spell the file back (Pygments only adds a final newline).
     assert "".join(v for _, v in toks).rstrip("\n") == text.rstrip("\n")
+
+
+def saga_blocks() -> list[tuple[str, str]]:
+    """(page, code) of every ```saga block written inline in docs/**/*.md (includes are files, lexed above)."""
+    fence = re.compile(r"^```saga[^\n]*\n(.*?)^```", re.S | re.M)
+    out = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        for i, body in enumerate(fence.findall(page.read_text(encoding="utf-8"))):
+            if not body.lstrip().startswith("--8<--"):
+                out.append((f"{page.relative_to(ROOT)}#{i}", body))
+    return out
+
+
+def test_every_saga_block_in_the_docs_lexes_without_errors() -> None:
+    for where, body in saga_blocks():
+        errors = [v for t, v in SagaLexer().get_tokens(body) if t in Error]
+        assert errors == [], where
 
 
 def test_registered_through_the_entry_point() -> None:

@@ -144,6 +144,21 @@ def test_fan_out_items_nest_under_their_step_and_skips_are_marked(exporter: InMe
     assert root.status.status_code == StatusCode.OK
 
 
+def test_sub_saga_steps_nest_under_the_calling_step(exporter: InMemorySpanExporter) -> None:
+    listener = make_listener(exporter)
+    listener(ev("saga.started", 0, data={"saga": "bulk"}))
+    listener(ev("step.started", 1, "pay", attempt=1, data={"saga": "payment"}))
+    listener(ev("step.started", 2, "pay/charge", attempt=1))
+    listener(ev("step.succeeded", 3, "pay/charge", attempt=1))
+    listener(ev("step.succeeded", 4, "pay", attempt=1))
+    listener(ev("saga.completed", 5))
+    spans = exporter.get_finished_spans()
+    (pay,) = by_name(spans, "step pay")
+    (charge,) = by_name(spans, "step pay/charge")
+    assert charge.parent is not None and charge.parent.span_id == pay.context.span_id
+    assert charge.attributes and charge.attributes["saga.idempotency_key"] == f"{RUN}/pay/charge"
+
+
 def test_resume_in_a_new_process_and_interrupted_runs(exporter: InMemorySpanExporter) -> None:
     # A fresh listener sees a run mid-way (the process that started it crashed).
     listener = make_listener(exporter)

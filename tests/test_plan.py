@@ -258,3 +258,40 @@ def test_the_cli_reference_shows_the_real_output(monkeypatch: pytest.MonkeyPatch
     section = doc[doc.index("## `sagalang plan SPEC`") :]
     shown = section[section.index("```text\n") + len("```text\n") : section.index("```\n", section.index("```text"))]
     assert CliRunner().invoke(main, ["plan", "specs/examples/order.saga"]).output == shown
+
+
+def test_sub_saga_compensation_is_spelled_out() -> None:
+    module = parse(
+        """saga outer {
+          step a { do x.a() undo x.ua() }
+          step b { call middle() }
+        }
+        saga middle {
+          step m1 { do x.m() undo x.um() }
+          step m2 { call inner() }
+          readonly step m3 { do x.look() }
+        }
+        saga inner {
+          step i1 { do x.i() undo x.ui() }
+          step i2 { do x.j() undo x.uj() }
+        }""",
+        "t.saga",
+    )
+    outer = plan_module(module)[0]
+    [undo_b] = outer.failure("b").compensation[0]
+    assert undo_b.inner == ("m2/i2", "m2/i1", "m1")
+    assert undo_b.label() == "b (if its outcome is uncertain; its completed steps: m2/i2, m2/i1, m1)"
+    # without the callee's definition the plan still says a sub-saga is compensated
+    alone = plan_saga(module.sagas[0])
+    assert alone.failure("b").compensation[0][0].inner == ()
+
+
+def test_cli_plan_follows_imports_into_sub_sagas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    runner = CliRunner()
+    text = runner.invoke(main, ["plan", "specs/examples/containerize.saga"]).output
+    assert "verify      undo deploy -> manifests -> push (its completed steps: upload, tag) -> build" in text
+    data = json.loads(runner.invoke(main, ["plan", "docs/examples/header.saga", "--json"]).output)
+    checkout = data["sagas"][0]
+    failure = next(f for f in checkout["failures"] if f["step"] == "pay")
+    assert failure["compensation"][0][0]["sub_saga_undo"] == ["charge"]

@@ -373,3 +373,37 @@ def test_a_dead_local_owner_does_not_block_acquire(pg_url: str) -> None:
         assert await store.acquire("r", "other-host:1:1", ttl=3600) is None  # a live remote lease is honoured
 
     run(go, pg_url)
+
+
+def test_group_commit_isolates_a_bad_append_from_its_neighbours(pg_url: str) -> None:
+    async def go(store: PostgresStore) -> None:
+        for rid in ("good", "bad", "stale"):
+            await store.create_run(record(rid))
+        epoch = await store.acquire("stale", "w1", ttl=30)
+        assert epoch is not None
+        await store.acquire("stale", "w1", ttl=30)  # now epoch + 1: the first epoch is stale
+        results = await asyncio.gather(
+            store.append("good", [ev("saga.started")]),
+            store.append("bad", [ev("step.succeeded", "a", output="nul \u0000 byte")]),
+            store.append("stale", [ev("saga.started")], epoch=epoch),
+            store.append("good", [ev("step.started", "a")]),
+            return_exceptions=True,
+        )
+        assert [e.seq for e in results[0]] == [1]  # type: ignore[union-attr]
+        assert isinstance(results[1], StoreError) and not isinstance(results[1], StaleEpochError)
+        assert isinstance(results[2], StaleEpochError)
+        assert [e.seq for e in results[3]] == [2]  # type: ignore[union-attr]
+        assert [e.kind for e in await store.events("good")] == ["saga.started", "step.started"]
+        assert await store.events("bad") == [] and await store.events("stale") == []
+
+    run(go, pg_url)
+
+
+def test_create_runs_in_bulk(pg_url: str) -> None:
+    async def go(store: PostgresStore) -> None:
+        await store.create_run(record("r0"))
+        added = await store.create_runs([record(f"r{i}") for i in range(5)])
+        assert added == 4
+        assert sorted(r.run_id for r in await store.list_runs(status="queued")) == [f"r{i}" for i in range(5)]
+
+    run(go, pg_url)

@@ -57,13 +57,19 @@ def git(cwd: Path, *args: str) -> None:
 
 @pytest.fixture(scope="module")
 def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A git repository holding this tree's package sources and its .pre-commit-hooks.yaml."""
+    """A git repository holding this working tree as a clone would (tracked and new files, not ignored ones)."""
     src = tmp_path_factory.mktemp("hook-repo")
-    for name in ("pyproject.toml", "README.md", ".pre-commit-hooks.yaml"):
-        shutil.copy2(ROOT / name, src / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "sagalang", src / "sagalang", ignore=ignore)
-    shutil.copytree(ROOT / "grammar", src / "grammar", ignore=ignore)
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():  # a file deleted but not yet committed is left out
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
     git(src, "init", "-q")
     git(src, "add", "-A")
     git(src, "commit", "-q", "-m", "hooks")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -9,18 +10,21 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
+from strategies import exprs, identifiers, modules
 
 from sagalang import ir
 from sagalang.errors import SagaError
-from sagalang.fmt import format_module, format_source
-from sagalang.parser import parse
+from sagalang.fmt import format_expr, format_module, format_source
+from sagalang.parser import parse, parse_expr
 from sagalang.project import load_project
 from sagalang.validate import validate_project
 
-from strategies import identifiers, modules
-
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# SAGALANG_FUZZ_SCALE=20 runs twenty times as many examples (a longer local fuzzing session).
+SCALE = int(os.environ.get("SAGALANG_FUZZ_SCALE", "1"))
+SETTINGS = settings(max_examples=200 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Whole generated modules are costly to draw; fewer of them, each exercising every clause kind.
+MODULE_SETTINGS = settings(max_examples=80 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # A few specs of our own, so the mutation tests have material even before specs/ fills up.
 OWN_SPECS = [
@@ -76,11 +80,45 @@ def _corpus() -> list[str]:
 
 
 CORPUS = _corpus()
-_WORDS = sorted(
-    {"saga", "step", "pivot", "parallel", "do", "undo", "call", "use", "input", "output", "retry", "attempts", "forever"}
-    | {"backoff", "max", "jitter", "on", "except", "timeout", "defaults", "compensation", "order", "failure", "when"}
-    | {"for", "in", "limit", "after", "not", "and", "or", "true", "false", "null", "schema", "secret", "version"}
-)
+_WORDS = [
+    "saga",
+    "step",
+    "pivot",
+    "parallel",
+    "do",
+    "undo",
+    "call",
+    "use",
+    "input",
+    "output",
+    "retry",
+    "attempts",
+    "forever",
+    "backoff",
+    "max",
+    "jitter",
+    "on",
+    "except",
+    "timeout",
+    "defaults",
+    "compensation",
+    "order",
+    "failure",
+    "when",
+    "for",
+    "in",
+    "limit",
+    "after",
+    "not",
+    "and",
+    "or",
+    "true",
+    "false",
+    "null",
+    "schema",
+    "secret",
+    "version",
+]
 TOKENS = [
     *_WORDS,
     *"{}()[],:.=+-*/%<>#\"'\\\n",
@@ -97,6 +135,10 @@ TOKENS = [
     "(" * 150,
     "not -" * 150,
     '"unterminated',
+    '"\\0"',
+    '"' + "a" * 300 + '"',
+    'import "\\0"',
+    'input schema "' + "b" * 300 + '"',
     "\0",
     "\ufeff",
     "é",
@@ -185,6 +227,12 @@ def test_corpus_formats_and_round_trips(text: str) -> None:
 
 
 @SETTINGS
+@given(exprs(0, 4))
+def test_generated_expressions_round_trip(expr: ir.Expr) -> None:
+    assert parse_expr(format_expr(expr)) == expr
+
+
+@MODULE_SETTINGS
 @given(modules())
 def test_generated_ir_round_trips_through_format_module(module: ir.Module) -> None:
     text = format_module(module)
@@ -195,7 +243,7 @@ def test_generated_ir_round_trips_through_format_module(module: ir.Module) -> No
 _GAP = re.compile(r"\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|#[^\n]*|(?P<gap>[ \n]+)")
 
 
-@SETTINGS
+@MODULE_SETTINGS
 @given(st.one_of(modules().map(format_module), st.sampled_from(CORPUS)), st.data())
 def test_fmt_is_idempotent_with_comments_anywhere(text: str, data: st.DataObject) -> None:
     # Comments go into whitespace between tokens (never inside strings or other comments);
@@ -211,10 +259,10 @@ def test_fmt_is_idempotent_with_comments_anywhere(text: str, data: st.DataObject
         text = text[:pos] + layout.format(marker) + text[pos:]
     try:
         original = parse(text)
+        out = format_source(text)
     except SagaError:
         assume(False)  # a corpus spec that is invalid on purpose
         return
-    out = format_source(text)
     assert format_source(out) == out
     assert parse(out) == original
     for marker in markers:

@@ -177,7 +177,7 @@ def test_dot_shows_steps_handlers_policies_and_classes() -> None:
     assert {"n_start", "n_end", "n_rolled_back", "s_reserve", "s_charge", "s_label", "s_upgrade", "s_ship"} <= set(
         nodes
     )
-    assert "do inventory.reserve" in nodes["s_reserve"] and "undo inventory.release" in nodes["s_reserve"]
+    assert "do stock.reserve" in nodes["s_reserve"] and "undo stock.release" in nodes["s_reserve"]
     assert "retry 5x · 100ms x2 max 2s" in nodes["s_charge"]  # the step's own policy
     assert "retry 3x · 200ms x2 max 5s · jitter" in nodes["s_reserve"]  # inherited from defaults
     assert "timeout 10s" in nodes["s_reserve"]
@@ -515,6 +515,28 @@ def test_run_overlay_in_mermaid() -> None:
     assert re.search(r"^  linkStyle [\d,]+ stroke:#c2410c,stroke-width:3.5px", mmd, flags=re.M)
 
 
+def test_every_step_status_has_its_own_fill() -> None:
+    from sagalang.state import STEP_STATES
+
+    assert set(STATUS_FILL) == set(STEP_STATES)
+    assert len({fill for fill, _ in STATUS_FILL.values()}) == len(STATUS_FILL)
+    run = RunState("r3", saga="order_fulfillment", status="aborted")
+    names = ["reserve", "charge", "label", "upgrade", "ship", "notify"]
+    statuses = ["compensation_failed", "compensating", "running", "succeeded", "pending", "pending"]
+    for name, status in zip(names, statuses):
+        run.step(name).status = status
+    run.steps["reserve"].error = {"type": "stock.Unreachable", "message": "undo gave up"}
+    dot = render(order_saga(), run)
+    assert isinstance(dot, str)
+    nodes = dot_nodes(dot)
+    for name, status in zip(names, statuses):
+        assert fill_of(nodes[f"s_{name}"]) == STATUS_FILL[status][0], name
+    assert "stock.Unreachable: undo gave up" in nodes["s_reserve"]
+    assert 'fontcolor="#ffffff"' in nodes["s_reserve"]  # dark red needs light text
+    legend = {n: a for n, a in nodes.items() if n.startswith("legend_status_")}
+    assert set(legend) == {f"legend_status_{s}" for s in set(statuses)}
+
+
 def test_run_of_another_saga_is_refused() -> None:
     run = RunState("r9", saga="payment")
     with pytest.raises(RenderError, match="run 'r9' is a run of saga 'payment'"):
@@ -716,6 +738,71 @@ def test_cli_run_overlay_from_a_store(tmp_path: Path, runner: CliRunner) -> None
     assert "payments.Declined: card declined" in nodes["s_charge"]
     result = runner.invoke(main, ["render", str(FIXTURES / "order.saga"), "--run", "missing", "--store", url])
     assert result.exit_code == 1 and "no run 'missing'" in result.output
+
+
+_ID = r"[A-Za-z_][A-Za-z0-9_]*"
+_LABEL = r'"[^"]*"'
+_NODE = re.compile(
+    rf"^\s+({_ID})(?:\(\(\s\)\)|\({_LABEL}\)|\{{\{{{_LABEL}\}}\}}|\(\[{_LABEL}\]\)|\[/{_LABEL}\\\]"
+    rf"|\[\[{_LABEL}\]\]|\(\({_LABEL}\)\)|\(\(\({_LABEL}\)\)\))$"
+)
+_SUBGRAPH = re.compile(rf"^\s+subgraph ({_ID})\[{_LABEL}\]$")
+_EDGE = re.compile(rf"^  ({_ID}) (-->|-\.->)(?:\|{_LABEL}\|)? ({_ID})$")
+_CLASSDEF = re.compile(rf"^  classDef ({_ID}) [a-z-]+:[^\s,]+(?:,[a-z-]+:[^,]+)*$")
+_CLASS = re.compile(rf"^  class ({_ID}(?:,{_ID})*) ({_ID})$")
+_LINKSTYLE = re.compile(r"^  linkStyle (\d+(?:,\d+)*) [a-z-]+:[^\s,]+(?:,[a-z-]+:[^,]+)*$")
+
+
+def check_mermaid_structure(text: str) -> None:
+    """Every line is one of the statements we emit, and the statements agree with each other."""
+    lines = text.splitlines()
+    assert lines[0] == "---" and lines[1].startswith("title: ") and lines[2] == "---"
+    json.loads(lines[1][len("title: ") :])  # a YAML double-quoted scalar we write as JSON
+    assert re.fullmatch(r"flowchart (TB|LR|BT|RL)", lines[3])
+    defined: set[str] = set()
+    used: set[str] = set()
+    class_defs: set[str] = set()
+    class_uses: set[str] = set()
+    edges = 0
+    links: list[int] = []
+    depth = 0
+    for line in lines[4:]:
+        if m := _SUBGRAPH.match(line):
+            defined.add(m.group(1))
+            depth += 1
+        elif line.strip() == "end":
+            depth -= 1
+            assert depth >= 0, line
+        elif m := _NODE.match(line):
+            assert m.group(1) not in defined, f"node defined twice: {line}"
+            defined.add(m.group(1))
+        elif m := _EDGE.match(line):
+            used.update((m.group(1), m.group(3)))
+            edges += 1
+        elif m := _CLASSDEF.match(line):
+            class_defs.add(m.group(1))
+        elif m := _CLASS.match(line):
+            used.update(m.group(1).split(","))
+            class_uses.add(m.group(2))
+        elif m := _LINKSTYLE.match(line):
+            links += [int(i) for i in m.group(1).split(",")]
+        else:
+            raise AssertionError(f"not a statement we emit: {line!r}")
+    assert depth == 0
+    assert used <= defined, used - defined
+    assert class_uses <= class_defs, class_uses - class_defs
+    assert sorted(links) == list(range(edges)), "every link styled exactly once"
+    reserved = {"end", "graph", "subgraph", "style", "class", "classDef", "click", "call", "default", "flowchart"}
+    assert not (defined | class_defs) & reserved
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_mermaid_structure(case: tuple[Path, str]) -> None:
+    f, name = case
+    sagas = library_of(f)
+    for collapse in (False, True):
+        check_mermaid_structure(str(render(sagas, format="mermaid", saga=name, collapse=collapse, rankdir="LR")))
+    check_mermaid_structure(str(render(order_saga(), failed_order_run(), format="mermaid")))
 
 
 # ---- Mermaid's own parser --------------------------------------------------------------------

@@ -40,7 +40,8 @@ def plan(spec: str, as_json: bool, saga_name: str | None, root: str | None, plug
         click.echo(D.format_text(diags, project.text_of, use_color(sys.stderr)), nl=False, err=True)
         click.echo(D.summary(diags, len(project.files) or 1), err=True)
         sys.exit(1)
-    plans = plan_module(source.module)
+    callees = {name: saga for name, (saga, _) in project.scope(source.path).items()}
+    plans = plan_module(source.module, callees)
     if saga_name is not None:
         plans = [p for p in plans if p.saga == saga_name]
         if not plans:

@@ -83,10 +83,6 @@ def render(
         click.echo(D.summary(diags, len(project.files) or 1), err=True)
         sys.exit(1)
     run = load_run_state(store or default_store_url(), run_id) if run_id is not None else None
-    if saga_name is None and run is not None and run.saga:
-        saga_name = run.saga
-    if saga_name is None:
-        saga_name = next(iter(library), None)
     result = draw(library, run, fmt, rankdir="LR" if lr else "TB", collapse=collapse, saga=saga_name)
     if isinstance(result, str) and output != "-" and Path(output).suffix.lower() == ".md":
         result = f"```mermaid\n{result}```\n"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -49,7 +50,7 @@ _MARK = {
 }
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"sagalang: error: {message}", err=True)
     raise SystemExit(EXIT_INVALID)
 
@@ -90,7 +91,7 @@ def read_input(source: str | None) -> dict[str, Any]:
         _fail(f"input {name} is not JSON: line {err.lineno} column {err.colno}: {err.msg}")
     if not isinstance(data, dict):
         _fail(f"input {name} must be a JSON object, not {type(data).__name__}")
-    return data
+    return dict(data)
 
 
 class Progress:
@@ -258,18 +259,23 @@ def run(
     async def main() -> RunResult:
         store = open_store(store_url)
         await store.open()
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if task is not None:
+            # SIGTERM, like Ctrl-C, cancels the saga: it stops and compensates before the process ends.
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
         try:
             return await run_saga(
                 loaded, data, store=store, registry=registry, run_id=run_id, listeners=listeners, fail_at=fail_at
             )
         finally:
+            loop.remove_signal_handler(signal.SIGTERM)
             await store.close()
 
     try:
         result = asyncio.run(main())
     except SagaInputError as err:
         _fail(str(err))
-        return
     except SagaError as err:
         click.echo(f"sagalang: error: {err}", err=True)
         raise SystemExit(EXIT_FAILED) from None

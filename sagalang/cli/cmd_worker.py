@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -252,7 +253,12 @@ def worker(
             await store.close()
 
     asyncio.run(main())
-    lingering = [t for t in threading.enumerate() if t.name.startswith("sagalang-handler")]
+    # Idle pool threads exit at once after the worker's executor shutdown; busy ones do not.
+    deadline = time.monotonic() + 1.0
+    for t in threading.enumerate():
+        if t.name.startswith("sagalang-handler"):
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+    lingering = [t for t in threading.enumerate() if t.name.startswith("sagalang-handler") and t.is_alive()]
     if lingering:
         # Handler calls of runs that were handed back: their results no longer matter, and
         # waiting for them would make the grace period unbounded.

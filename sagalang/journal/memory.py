@@ -26,6 +26,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[Event]] = {}
+        # The cached status changes often; it lives beside the (frozen) record.
+        self._status: dict[str, tuple[str, float]] = {}
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -35,7 +37,7 @@ class MemoryStore:
 
     async def create_run(self, record: RunRecord) -> tuple[RunRecord, bool]:
         """Insert ``record``; if its id exists, return the existing run and False."""
-        existing = self._runs.get(record.run_id)
+        existing = self._record(record.run_id)
         if existing is not None:
             return existing, False
         rec = record
@@ -46,13 +48,23 @@ class MemoryStore:
         self._events[rec.run_id] = []
         return rec, True
 
+    def _record(self, run_id: str) -> RunRecord | None:
+        rec = self._runs.get(run_id)
+        if rec is None:
+            return None
+        status = self._status.get(run_id)
+        if status is not None and status[0] != rec.status:
+            rec = self._runs[run_id] = dataclasses.replace(rec, status=status[0], updated_at=status[1])
+        return rec
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         """One run, or None."""
-        return self._runs.get(run_id)
+        return self._record(run_id)
 
     async def list_runs(self, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
         """Runs, newest first, optionally only those in ``status``."""
-        runs = sorted(self._runs.values(), key=lambda r: (r.created_at, r.run_id), reverse=True)
+        runs = [r for r in map(self._record, list(self._runs)) if r is not None]
+        runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         if status is not None:
             runs = [r for r in runs if r.status == status]
         return runs if limit is None else runs[:limit]
@@ -86,9 +98,22 @@ class MemoryStore:
         new_status = status
         if new_status is None and out:
             new_status = TERMINAL_EVENTS.get(out[-1].kind)
-        if new_status is not None and new_status != rec.status:
-            self._runs[run_id] = dataclasses.replace(rec, status=new_status, updated_at=time.time())
+        if new_status is not None:
+            self._status[run_id] = (new_status, time.time())
         return out
+
+    def append_now(self, run_id: str, ev: Event, status: str | None = None) -> Event:
+        """Append one event without a coroutine: the interpreter's fast path (same rules as ``append``)."""
+        journal = self._events.get(run_id)
+        if journal is None:
+            raise StoreError(f"unknown run {run_id!r}")
+        seq = len(journal) + 1
+        if ev.seq != seq or ev.run_id != run_id or not ev.time:
+            ev = dataclasses.replace(ev, seq=seq, run_id=run_id, time=ev.time or time.time())
+        journal.append(ev)
+        if status is not None:
+            self._status[run_id] = (status, ev.time)
+        return ev
 
     async def events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         """The run's events with ``seq > after_seq``, in order."""
@@ -97,7 +122,7 @@ class MemoryStore:
 
     async def request_cancel(self, run_id: str) -> bool:
         """Flag the run for cancellation; False if it is unknown or already terminal."""
-        rec = self._runs.get(run_id)
+        rec = self._record(run_id)
         if rec is None or rec.status in TERMINAL_STATES:
             return False
         self._runs[run_id] = dataclasses.replace(rec, cancel_requested=True, updated_at=time.time())
@@ -105,7 +130,7 @@ class MemoryStore:
 
     async def acquire(self, run_id: str, owner: str, ttl: float) -> int | None:
         """Take the run's lease; returns the new epoch, or None if another live owner holds it."""
-        rec = self._runs.get(run_id)
+        rec = self._record(run_id)
         if rec is None:
             raise StoreError(f"unknown run {run_id!r}")
         now = time.time()
@@ -117,7 +142,7 @@ class MemoryStore:
 
     async def renew(self, run_id: str, owner: str, epoch: int, ttl: float) -> bool:
         """Extend the lease; False if it was lost (another epoch took over)."""
-        rec = self._runs.get(run_id)
+        rec = self._record(run_id)
         if rec is None or rec.epoch != epoch or rec.owner != owner:
             return False
         self._runs[run_id] = dataclasses.replace(rec, lease_until=time.time() + ttl)
@@ -125,6 +150,6 @@ class MemoryStore:
 
     async def release(self, run_id: str, owner: str, epoch: int) -> None:
         """Give the lease up."""
-        rec = self._runs.get(run_id)
+        rec = self._record(run_id)
         if rec is not None and rec.epoch == epoch and rec.owner == owner:
             self._runs[run_id] = dataclasses.replace(rec, owner=None, lease_until=None)

@@ -25,9 +25,12 @@ against the journal before it is retried, so no event is written twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import itertools
 import logging
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -60,6 +63,7 @@ _RUN_COLUMNS = (
 )
 _EVENT_COLUMNS = "kind, run_id, seq, time, step, item, attempt, data, epoch"
 # A status the journal implies when the caller does not say (the fold stays the truth).
+_WRITERS = 2  # group-commit batches in flight per store
 _STATUS_OF_EVENT = {**TERMINAL_EVENTS, "saga.compensating": "compensating"}
 
 T = TypeVar("T")
@@ -139,6 +143,17 @@ async def migrate_postgres(conn: Any, where: str) -> int:
     return LATEST_VERSION
 
 
+@dataclasses.dataclass(eq=False)
+class _Append:
+    """One caller's append, waiting for the group-commit writer."""
+
+    run_id: str
+    events: tuple[Event, ...]
+    status: str | None
+    epoch: int | None
+    future: asyncio.Future[list[Event]]
+
+
 class PostgresStore:
     """Runs and journals in PostgreSQL, shared by any number of processes and hosts."""
 
@@ -161,6 +176,8 @@ class PostgresStore:
         self.connect_timeout = connect_timeout
         self.auto_migrate = migrate
         self._pool: Any = None
+        self._queue: list[_Append] = []
+        self._writers: set[asyncio.Task[None]] = set()
         self.where = redact(url)
 
     # ---- connections -------------------------------------------------------
@@ -204,8 +221,8 @@ class PostgresStore:
             max_size=self.max_size,
             open=False,
             kwargs={"autocommit": True, "application_name": self.application_name},
-            # A connection killed while idle in the pool is noticed (and replaced) on checkout.
-            check=AsyncConnectionPool.check_connection,
+            # No check on checkout: psycopg_pool backs off for seconds after each failed check, so a
+            # pool full of connections killed by a restart would stall; _with_conn retries instead.
             timeout=self.connect_timeout,
             name=self.application_name,
         )
@@ -251,7 +268,9 @@ class PostgresStore:
         return before, after
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Finish the appends in flight, then close the pool."""
+        if self._writers:
+            await asyncio.gather(*self._writers, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -261,7 +280,7 @@ class PostgresStore:
         if self._pool is None:
             await self.open()
         deadline = time.monotonic() + self.retry_for
-        delay = 0.05
+        delay = 0.02
         while True:
             try:
                 async with self._pool.connection() as conn:
@@ -270,8 +289,11 @@ class PostgresStore:
                 # Server restart, terminated backend, network blip: the pool replaces the connection.
                 if time.monotonic() + delay > deadline:
                     raise StoreError(f"lost the connection to {self.where} while {what}: {_first_line(err)}") from None
-                log.warning("%s: connection lost while %s (%s); retrying in %.2fs", self.where, what, err, delay)
-                log.warning("DEBUG pool stats %s", self._pool.get_stats())
+                log.warning("%s: connection lost while %s (%s); retrying", self.where, what, _first_line(err))
+                # After a server restart every idle pooled connection is dead: drop them all at once
+                # rather than finding them one failed operation at a time.
+                with contextlib.suppress(Exception):
+                    await self._pool.check()
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
             except psycopg.Error as err:
@@ -324,6 +346,41 @@ class PostgresStore:
 
         return await self._with_conn(go, f"creating run {record.run_id}")
 
+    async def create_runs(self, records: Sequence[RunRecord]) -> int:
+        """Insert many runs in one transaction (one NOTIFY); existing ids are skipped. Returns how many were new."""
+        if not records:
+            return 0
+
+        async def go(conn: Any) -> int:
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(
+                    f"INSERT INTO runs (run_id, saga, entry, spec, spec_hash, input, handlers, status,"
+                    f" created_at, updated_at, epoch, cancel_requested, spec_path, extra)"
+                    f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {_NOW}, {_NOW}, 0, FALSE, %s, %s)"
+                    f" ON CONFLICT (run_id) DO NOTHING",
+                    [
+                        (
+                            r.run_id,
+                            r.saga,
+                            r.entry,
+                            Jsonb(dict(r.spec)),
+                            r.spec_hash,
+                            Jsonb(r.input),
+                            Jsonb(list(r.handlers)),
+                            r.status,
+                            r.spec_path,
+                            Jsonb(dict(r.extra)),
+                        )
+                        for r in records
+                    ],
+                )
+                added = max(0, int(cur.rowcount))
+                if any(r.status == "queued" for r in records):
+                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, "queued:*"))
+                return added
+
+        return await self._with_conn(go, f"creating {len(records)} runs")
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         """One run, or None."""
 
@@ -366,94 +423,169 @@ class PostgresStore:
     async def append(
         self, run_id: str, events: Sequence[Event], status: str | None = None, epoch: int | None = None
     ) -> list[Event]:
-        """Append ``events`` (seq assigned here) and optionally update the cached status.
+        """Append ``events`` (seq assigned here) and optionally update the cached status; durable on return.
 
         With ``epoch`` given, the write fails with StaleEpochError unless it is
         the run's current epoch (fencing); the check and the insert are one transaction.
+
+        Group commit: appends of every run of this process that arrive while a
+        commit is in flight are written together in the next transaction, so one
+        WAL flush serves many of them. One append's fencing failure does not fail
+        its neighbours.
         """
         if not events and status is None:
             return []
         now = time.time()
-        # Times are fixed before the first attempt, so a retry can recognise its own batch.
-        batch = [ev if ev.time else dataclasses.replace(ev, time=now) for ev in events]
+        # Times are fixed before the first attempt, so a retry can recognise its own events.
+        batch = tuple(ev if ev.time else dataclasses.replace(ev, time=now) for ev in events)
         new_status = status
         if new_status is None:
             for ev in batch:
                 new_status = _STATUS_OF_EVENT.get(ev.kind, new_status)
-        attempt = 0
+        pending = _Append(run_id, batch, new_status, epoch, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        # Up to _WRITERS batches in flight: one is sent while another waits for its WAL flush.
+        if len(self._writers) < _WRITERS:
+            task = asyncio.create_task(self._write_appends(), name="sagalang-pg-writer")
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            # Not yet taken by the writer: it is never written. Taken: it lands (or not) with its batch.
+            if pending in self._queue:
+                self._queue.remove(pending)
+            raise
 
-        async def go(conn: Any) -> list[Event]:
-            nonlocal attempt
-            attempt += 1
-            if attempt > 1 and batch:
-                landed = await self._landed(conn, run_id, batch)
+    async def _write_appends(self) -> None:
+        """The writer: one transaction per batch of waiting appends, until none wait."""
+        while self._queue:
+            group, self._queue = self._queue, []
+            # Row locks in run_id order (stable: one run's appends keep theirs), so two
+            # batches in flight never wait for each other in a cycle.
+            group = sorted((p for p in group if not p.future.done()), key=lambda p: p.run_id)
+            if not group:
+                continue
+            attempt = 0
+
+            async def go(conn: Any, group: list[_Append] = group) -> None:
+                nonlocal attempt
+                attempt += 1
+                await self._write_group(conn, group, retry=attempt > 1)
+
+            try:
+                await self._with_conn(go, f"appending to {len(group)} run(s)")
+            except StoreError:
+                if len(group) == 1:
+                    self._fail(group, sys.exc_info()[1])
+                    continue
+                # One bad append (say, text PostgreSQL cannot store) must not fail its neighbours:
+                # the batch rolled back, so write each on its own.
+                for one in group:
+                    attempt = 0
+
+                    async def single(conn: Any, one: _Append = one) -> None:
+                        nonlocal attempt
+                        attempt += 1
+                        await self._write_group(conn, [one], retry=attempt > 1)
+
+                    try:
+                        await self._with_conn(single, f"appending to run {one.run_id}")
+                    except StoreError as err:
+                        self._fail([one], err)
+            except BaseException as err:
+                self._fail(group, err)
+                raise
+
+    @staticmethod
+    def _fail(group: list[_Append], err: BaseException | None) -> None:
+        for p in group:
+            if not p.future.done():
+                p.future.set_exception(err if isinstance(err, Exception) else StoreError("append interrupted"))
+
+    async def _write_group(self, conn: Any, group: list[_Append], retry: bool) -> None:
+        results: list[tuple[_Append, list[Event] | BaseException]] = []
+        todo = group
+        if retry:
+            # The previous attempt's commit may have landed before the connection died.
+            todo = []
+            for p in group:
+                landed = await self._landed(conn, p.run_id, p.events) if p.events else None
                 if landed is not None:
-                    return landed
-            async with conn.transaction():
-                cur = await conn.execute(
-                    f"UPDATE runs SET last_seq = last_seq + %s,"
-                    f" status = COALESCE(%s, CASE WHEN status = 'queued' AND %s > 0 THEN 'running' ELSE status END),"
-                    f" updated_at = {_NOW}"
-                    f" WHERE run_id = %s AND (%s::bigint IS NULL OR epoch = %s) RETURNING last_seq",
-                    (len(batch), new_status, len(batch), run_id, epoch, epoch),
-                )
+                    results.append((p, landed))
+                else:
+                    todo.append(p)
+        rows: list[tuple[Any, ...]] = []
+        async with conn.transaction():
+            # Pipeline mode: every fencing UPDATE of the batch goes out in one round trip.
+            cursors = []
+            async with conn.pipeline() as pipe:
+                for p in todo:
+                    n = len(p.events)
+                    cur = conn.cursor()
+                    await cur.execute(
+                        f"UPDATE runs SET last_seq = last_seq + %s,"
+                        f" status = COALESCE(%s, CASE WHEN status = 'queued' AND %s > 0 THEN 'running'"
+                        f" ELSE status END), updated_at = {_NOW}"
+                        f" WHERE run_id = %s AND (%s::bigint IS NULL OR epoch = %s) RETURNING last_seq",
+                        (n, p.status, n, p.run_id, p.epoch, p.epoch),
+                    )
+                    cursors.append(cur)
+                await pipe.sync()
+            for p, cur in zip(todo, cursors):
                 row = await cur.fetchone()
                 if row is None:
-                    cur = await conn.execute("SELECT epoch FROM runs WHERE run_id = %s", (run_id,))
+                    cur = await conn.execute("SELECT epoch FROM runs WHERE run_id = %s", (p.run_id,))
                     found = await cur.fetchone()
                     if found is None:
-                        raise StoreError(f"unknown run {run_id!r}")
-                    raise StaleEpochError(f"run {run_id!r} is now driven by epoch {found[0]}, not {epoch}")
-                last_seq = int(row[0])
-                first = last_seq - len(batch) + 1
+                        results.append((p, StoreError(f"unknown run {p.run_id!r}")))
+                    else:
+                        results.append(
+                            (p, StaleEpochError(f"run {p.run_id!r} is now driven by epoch {found[0]}, not {p.epoch}"))
+                        )
+                    continue
+                n = len(p.events)
+                first = int(row[0]) - n + 1
                 out = [
                     dataclasses.replace(
-                        ev, seq=first + i, run_id=run_id, epoch=epoch if epoch is not None else ev.epoch
+                        ev, seq=first + i, run_id=p.run_id, epoch=p.epoch if p.epoch is not None else ev.epoch
                     )
-                    for i, ev in enumerate(batch)
+                    for i, ev in enumerate(p.events)
                 ]
-                if out:
-                    async with conn.cursor() as c:
-                        await c.executemany(
-                            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                            [
-                                (
-                                    ev.kind,
-                                    ev.run_id,
-                                    ev.seq,
-                                    ev.time,
-                                    ev.step,
-                                    ev.item,
-                                    ev.attempt,
-                                    Jsonb(dict(ev.data)),
-                                    ev.epoch,
-                                )
-                                for ev in out
-                            ],
-                        )
-                return out
-
-        return await self._with_conn(go, f"appending to run {run_id}")
+                rows.extend(
+                    (ev.kind, ev.run_id, ev.seq, ev.time, ev.step, ev.item, ev.attempt, Jsonb(dict(ev.data)), ev.epoch)
+                    for ev in out
+                )
+                results.append((p, out))
+            if rows:
+                async with conn.cursor() as c:
+                    await c.executemany(
+                        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows
+                    )
+        # Committed: now every waiter learns its outcome.
+        for p, res in results:
+            if p.future.done():
+                continue
+            if isinstance(res, BaseException):
+                p.future.set_exception(res)
+            else:
+                p.future.set_result(res)
 
     async def _landed(self, conn: Any, run_id: str, batch: Sequence[Event]) -> list[Event] | None:
         """After a lost commit: the batch's stored events if it was written, else None."""
         cur = await conn.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = %s ORDER BY seq DESC LIMIT %s",
-            (run_id, len(batch)),
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = %s AND time = ANY(%s) ORDER BY seq",
+            (run_id, sorted({ev.time for ev in batch})),
         )
-        tail = [_row_to_event(r) for r in reversed(await cur.fetchall())]
-        if len(tail) != len(batch):
-            return None
-        for stored, ev in zip(tail, batch):
-            if (stored.kind, stored.step, stored.item, stored.attempt, stored.time) != (
-                ev.kind,
-                ev.step,
-                ev.item,
-                ev.attempt,
-                ev.time,
+        stored = [_row_to_event(r) for r in await cur.fetchall()]
+        want = [(ev.kind, ev.step, ev.item, ev.attempt, ev.time) for ev in batch]
+        for start in range(len(stored) - len(batch) + 1):
+            window = stored[start : start + len(batch)]
+            if [(e.kind, e.step, e.item, e.attempt, e.time) for e in window] == want and all(
+                b.seq == a.seq + 1 for a, b in itertools.pairwise(window)
             ):
-                return None
-        return tail
+                return window
+        return None
 
     async def events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         """The run's events with ``seq > after_seq``, in order."""

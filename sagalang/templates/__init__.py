@@ -81,9 +81,13 @@ def scaffold(folder: Path, name: str | None = None, force: bool = False) -> list
             raise ScaffoldError(
                 "refusing to overwrite existing files (use --force): " + ", ".join(existing),
             )
+    texts = [(path, render(tmpl, layout.name, layout.project)) for path, tmpl in targets]
     written: list[Path] = []
-    for path, tmpl in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(tmpl, layout.name, layout.project), encoding="utf-8")
+    for path, text in texts:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise ScaffoldError(f"cannot write {path}: {err.strerror or err}") from err
         written.append(path)
     return written
