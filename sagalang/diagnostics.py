@@ -558,6 +558,21 @@ CATALOGUE: dict[str, Rule] = {
             ),
             "Bound the retry with `retry attempts N`; retry forever only after the pivot.",
         ),
+        _r(
+            "W612",
+            "warning",
+            "undo reads an output that may not exist",
+            (
+                "An undo argument reads its own step's output (or `result`). When the step's outcome is uncertain "
+                "(it timed out, was cancelled mid-call, or the process crashed during it) the step may have acted "
+                "but there is no output, so the undo gets null and cannot know what to undo. `sagalang test` shows "
+                "it at the step's timeout failure point."
+            ),
+            (
+                "Key the undo by data known before the step ran (its input, or `ctx.idempotency_key` in the handler), "
+                "or read the output through `default(...)` and handle null in the undo handler."
+            ),
+        ),
         # ---- imports and sub-sagas ---------------------------------------------------------
         _r(
             "E701",

@@ -38,6 +38,9 @@ above it); one after code belongs to the clause that starts on that line
 a later line stays after that brace; comments before a closing brace stay
 inside the block, and comments at the end of the file stay there. A comment
 in the middle of a clause that spans several lines moves above the clause.
+
+A clause given twice (which the IR keeps only once) is refused with E107
+rather than silently dropped.
 """
 
 from __future__ import annotations
@@ -124,11 +127,17 @@ def format_source(text: str, file: str = "<string>") -> str:
     """The canonical layout of a spec's text, comments kept; raises SagaSyntaxError on bad input."""
     module, tokens = _parse_recording(text, file)
     _refuse_duplicates(module, file)
-    notes = _Layout(text, tokens).attach(module)
+    # As while parsing: nothing here makes cycles, so the cyclic GC would only rescan the IR.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
+        notes = _Layout(text, tokens).attach(module)
         return _Printer(notes).module(module)
     except RecursionError:
         raise SagaSyntaxError("nesting too deep to format", Span(1, 1, 1, 2), code="E014", file=file) from None
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 def format_module(module: ir.Module) -> str:

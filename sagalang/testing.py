@@ -723,19 +723,14 @@ def _crashed(exc: BaseException) -> bool:
 
 
 def undo_data_risks(spec: Spec) -> dict[str, list[str]]:
-    """Per step: undo arguments that read data missing when the step's outcome is uncertain."""
-    risks: dict[str, list[str]] = {}
+    """Per step: undo arguments that read data missing when the step's outcome is uncertain (W612)."""
+    from .validate import undo_data_risks as risks_of
+
+    out: dict[str, list[str]] = {}
     for step in spec.saga.steps():
-        if step.undo is None:
-            continue
-        for arg in step.undo.args:
-            for root, fld, _, guarded in references(arg.value):
-                if guarded:
-                    continue
-                if root in ("result", step.name):
-                    what = f"{root}.{fld}" if fld else root
-                    risks.setdefault(step.name, []).append(f"{arg.name}: {what}")
-    return risks
+        for arg, what in risks_of(step):
+            out.setdefault(step.name, []).append(f"{arg.name}: {what}")
+    return out
 
 
 def _expected(point: FailurePoint, spec: Spec, baseline: str, registry: Registry | None) -> tuple[str, ...]:

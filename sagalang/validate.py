@@ -925,6 +925,37 @@ def undo_by_kind(ctx: SagaContext) -> Iterator[Diagnostic]:
             )
 
 
+def undo_data_risks(step: ir.Step) -> list[tuple[ir.Arg, str]]:
+    """Undo arguments that read the step's own output, which is missing when its outcome is uncertain.
+
+    Shared by the W612 rule and by ``sagalang test`` (its ``undo-data`` invariant).
+    """
+    from .expr import references
+
+    risks: list[tuple[ir.Arg, str]] = []
+    if step.undo is None:
+        return risks
+    for arg in step.undo.args:
+        for root, fld, _, guarded in references(arg.value):
+            if not guarded and root in ("result", step.name):
+                risks.append((arg, f"{root}.{fld}" if fld else root))
+    return risks
+
+
+@rule
+def undo_reads_output(ctx: SagaContext) -> Iterator[Diagnostic]:
+    """W612: an undo reads an output that does not exist when the step's outcome is uncertain."""
+    for step in ctx.steps:
+        for arg, what in undo_data_risks(step):
+            yield ctx.diag(
+                "W612",
+                f"undo of {step.name!r} reads {what}, which does not exist when {step.name!r} times out or "
+                "crashes mid-call",
+                arg.span,
+                "key the undo by data known beforehand (input, ctx.idempotency_key) or use default(...)",
+            )
+
+
 @rule
 def step_classes(ctx: SagaContext) -> Iterator[Diagnostic]:
     """E605-E608, I609, W610, W611: where compensatable, pivot and retriable steps may stand."""
