@@ -20,7 +20,7 @@ BAD = """saga order {
     input { sku: string }
     step reserve {
         do   app.reserve(sku: input.skuu, qty: len(input.sku))
-        undo app.release(reservation: reserve.reservation_id)
+        undo app.release(reservation: default(reserve.reservation_id, null))
     }
 }
 """
@@ -30,7 +30,7 @@ WARN_ONLY = """saga s {
 }
 """
 GOOD = """saga s {
-    step a { do app.act() undo app.revert(id: a.id) }
+    step a { do app.act() undo app.revert(id: default(a.id, null)) }
 }
 """
 
