@@ -8,8 +8,9 @@ every comment's text survives exactly once.
 
 The layout:
 
-- 4-space indentation, one clause per line, expressions and argument lists
-  on one line (never wrapped), ``"`` strings (``'`` only inside a ``${...}``
+- 4-space indentation, one clause per line, expressions on one line; a
+  ``do``/``undo``/``use``/``call`` longer than 100 columns puts each argument
+  on its own line (with a trailing comma), ``"`` strings (``'`` only inside a ``${...}``
   of a ``"`` string, where the grammar needs the other quote).
 - Imports first, then the sagas, a blank line between sagas.
 - ``saga NAME version "v" {`` then its clauses in this order: description,
@@ -82,6 +83,7 @@ __all__ = [
 ]
 
 _INDENT = "    "
+_WIDTH = 100  # a handler call longer than this (indentation included) gets one argument per line
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Characters a string body cannot hold as they are (or may not, for ${ and quotes).
 _SPECIAL = re.compile(r"[\"'\\$]|[^\x20-\x7e]")
@@ -566,14 +568,16 @@ class _Printer:
         return "\n".join(out) + "\n" if out else ""
 
     # ---- units ----
-    def _line(self, key: object, depth: int, text: str) -> None:
+    def _line(self, key: object, depth: int, text: str | list[str]) -> None:
+        """One clause (a line, or the lines of a wrapped call) with its comments."""
         unit = self.notes.units.get(key)
         pad = _INDENT * depth
+        lines = [text] if isinstance(text, str) else text
         if unit is not None:
             self.out.extend(pad + c for c in unit.leading)
             if unit.trailing is not None:
-                text += "  " + unit.trailing
-        self.out.append(pad + text)
+                lines = [lines[0] + "  " + unit.trailing, *lines[1:]]
+        self.out.extend(pad + line for line in lines)
 
     def _block(self, key: object, depth: int, header: str, items: list[_Item], spaced: bool = False) -> None:
         """``header {`` items ``}``; ``spaced`` puts blank lines around block items (saga and parallel bodies)."""
@@ -604,6 +608,19 @@ class _Printer:
 
     def _clause(self, key: object, text: str) -> _Item:
         return (False, lambda depth: self._line(key, depth, text))
+
+    def _action(self, key: object, keyword: str, name: str, args: tuple[ir.Arg, ...]) -> _Item:
+        """``do h.x(a: 1)``; a call longer than the line width gets one argument per line."""
+
+        def write(depth: int) -> None:
+            parts = [f"{a.name}: {_expr(a.value, 0, 0)}" for a in args]
+            text = f"{keyword} {name}(" + ", ".join(parts) + ")"
+            if args and len(_INDENT) * depth + len(text) > _WIDTH:
+                self._line(key, depth, [f"{keyword} {name}(", *(f"{_INDENT}{p}," for p in parts), ")"])
+            else:
+                self._line(key, depth, text)
+
+        return (False, write)
 
     # ---- saga ----
     def _saga(self, saga: ir.Saga) -> None:
@@ -682,13 +699,13 @@ class _Printer:
         if step.description is not None:
             items.append(self._clause((key, "description"), f"description {_string(step.description, 0)}"))
         if step.do is not None:
-            items.append(self._clause((key, "do"), f"do {_call(step.do.handler, step.do.args)}"))
+            items.append(self._action((key, "do"), "do", step.do.handler, step.do.args))
         if step.call is not None:
-            items.append(self._clause((key, "call"), f"call {_call(step.call.saga, step.call.args)}"))
+            items.append(self._action((key, "call"), "call", step.call.saga, step.call.args))
         if step.use is not None:
-            items.append(self._clause((key, "use"), f"use {_call(step.use.handler, step.use.args)}"))
+            items.append(self._action((key, "use"), "use", step.use.handler, step.use.args))
         if step.undo is not None:
-            items.append(self._clause((key, "undo"), f"undo {_call(step.undo.handler, step.undo.args)}"))
+            items.append(self._action((key, "undo"), "undo", step.undo.handler, step.undo.args))
         if step.retry is not None:
             items.append(self._clause((key, "retry"), _retry(step.retry)))
         if step.timeout is not None:
@@ -705,10 +722,6 @@ def _sep(entries: tuple[ir.Field, ...] | tuple[ir.OutputEntry, ...], i: int) -> 
 
 def _type(t: ir.TypeRef) -> str:
     return t.name + (f"[{_type(t.arg)}]" if t.arg is not None else "")
-
-
-def _call(name: str, args: tuple[ir.Arg, ...]) -> str:
-    return f"{name}(" + ", ".join(f"{a.name}: {_expr(a.value, 0, 0)}" for a in args) + ")"
 
 
 def _backoff(b: ir.Backoff) -> str:

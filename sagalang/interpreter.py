@@ -87,8 +87,7 @@ def _event_maker() -> Callable[..., Event]:
     """
     new = object.__new__
     kind, run_id, seq, at, step, item, attempt, data, epoch = (
-        getattr(Event, f).__set__
-        for f in ("kind", "run_id", "seq", "time", "step", "item", "attempt", "data", "epoch")
+        getattr(Event, f).__set__ for f in ("kind", "run_id", "seq", "time", "step", "item", "attempt", "data", "epoch")
     )
 
     def make(k: str, r: str, q: int, t: float, s: str | None, i: int | None, a: int | None, d: Any, e: int) -> Event:
@@ -707,7 +706,7 @@ class _Run:
                     try:
                         result = await fast(**args)
                     finally:
-                        zones.discard(task)  # type: ignore[arg-type]
+                        zones.discard(task)
                 else:
                     result = await self.invoke(
                         handler, args, sc, q, item, attempt, key, timeout, env, compensating=False, zone=True
@@ -1044,7 +1043,10 @@ class _Run:
         if st is None or st.status in ("pending", "skipped", "compensated"):
             return False
         if step.call is not None:
-            sub = self.sub_scope(sc, step, sc.prefix + name)
+            try:
+                sub = self.sub_scope(sc, step, sc.prefix + name)
+            except Failure:
+                return False  # its arguments never evaluated, so none of its steps ran
             return any(self._needs_undo(sub, n) for n in sub.graph.order)
         if step.foreach is not None:
             if not self._has_undo(step):

@@ -177,3 +177,24 @@ def test_handlers_reports_a_broken_plugin(project: Path) -> None:
     result = CliRunner().invoke(main, ["handlers", "--plugin", "broken.py"])
     assert result.exit_code == 1
     assert "broken.py failed to import" in result.stderr and "no such backend" in result.stderr
+
+
+def test_live_progress_redraws_in_place() -> None:
+    import io
+
+    from sagalang.cli.cmd_run import Progress
+    from sagalang.events import Event
+
+    out = io.StringIO()
+    view = Progress(["a", "b"], live=True, color=False, stream=out)
+    view(Event("saga.started", "r", 1))
+    view(Event("step.started", "r", 2, step="a", attempt=1))
+    view(Event("step.failed", "r", 3, step="a", attempt=1, data={"error": {"message": "boom"}, "final": False}))
+    view(Event("step.retrying", "r", 4, step="a", attempt=1, data={"delay_ms": 100}))
+    view(Event("step.succeeded", "r", 5, step="a", attempt=2))
+    text = out.getvalue()
+    # After the first frame every frame moves the cursor back up over the previous one.
+    assert text.count("\x1b[3F") == 4
+    last = text.rsplit("\x1b[3F", 1)[1]
+    assert "✓ a" in last and "succeeded" in last and "· b" in last and "pending" in last
+    assert "retry in 100 ms" in text

@@ -440,3 +440,43 @@ def test_cli_missing_path(tmp_path: Path, runner: CliRunner) -> None:
     result = runner.invoke(main, ["fmt", str(tmp_path / "nope.saga")])
     assert result.exit_code == 1
     assert "E001" in result.output and "nope.saga" in result.output
+
+
+WRAPPED = """\
+saga s {
+    step a {
+        do inventory.reserve_all(order: input.order_id, lines: input.lines, warehouse: input.warehouse)  # why
+        undo inventory.release(
+            # the reservation
+            reservation: a.reservation_id, note: "released because a later step failed",  # long
+        )
+    }
+}
+"""
+
+WRAPPED_OUT = """\
+saga s {
+    step a {
+        do inventory.reserve_all(  # why
+            order: input.order_id,
+            lines: input.lines,
+            warehouse: input.warehouse,
+        )
+        # the reservation
+        # long
+        undo inventory.release(
+            reservation: a.reservation_id,
+            note: "released because a later step failed",
+        )
+    }
+}
+"""
+
+
+def test_long_calls_get_one_argument_per_line() -> None:
+    assert format_source(WRAPPED) == WRAPPED_OUT
+    assert format_source(WRAPPED_OUT) == WRAPPED_OUT
+    assert parse(WRAPPED_OUT) == parse(WRAPPED)
+    assert max(len(line) for line in WRAPPED_OUT.splitlines()) <= 100
+    short = "saga s {\n    step a {\n        do h.x(\n            a: 1,\n        )\n    }\n}\n"
+    assert format_source(short) == "saga s {\n    step a {\n        do h.x(a: 1)\n    }\n}\n"

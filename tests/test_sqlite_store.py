@@ -20,8 +20,8 @@ import pytest
 from sagalang.errors import StoreError
 from sagalang.events import Event
 from sagalang.journal import open_store
-from sagalang.journal.base import RunRecord, StaleEpochError, Store
-from sagalang.journal.leases import lease_held_error, make_owner, owner_is_dead
+from sagalang.journal.base import LeaseHeldError, RunRecord, StaleEpochError, Store
+from sagalang.journal.leases import hold, lease_held_error, make_owner, owner_is_dead
 from sagalang.journal.migrations import LATEST_VERSION
 from sagalang.journal.sqlite import SQLiteStore, parse_sqlite_url
 
@@ -536,3 +536,31 @@ def test_acknowledged_appends_survive_sigkill(url: str, options: str) -> None:
     events = with_store(url, lambda s: s.events("r1"))
     assert [e.seq for e in events] == list(range(1, 51))
     assert json.dumps([e.to_json() for e in events])  # readable after the crash
+
+
+def test_an_empty_versioned_file_is_migrated(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # a store whose creation stopped before any migration ran
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT, applied_at REAL)")
+    assert with_store(f"sqlite:///{db}", lambda s: s.schema_version()) == LATEST_VERSION
+    assert with_store(f"sqlite:///{db}", lambda s: s.create_run(record()))[1]
+
+
+def test_hold_fences_a_driver_whose_lease_was_taken_over(url: str) -> None:
+    async def body(store: SQLiteStore) -> None:
+        await store.create_run(record())
+        async with hold(store, "r1", owner="slow:1:1", ttl=0.05) as epoch:
+            await store.append("r1", [ev("saga.started")], epoch=epoch)
+            time.sleep(0.2)  # the process stalls (no renewals run) past its lease's expiry ...
+            taken = await store.acquire("r1", "fast:2:2", ttl=60)  # ... and another one takes the run over
+            assert taken == epoch + 1
+            with pytest.raises(StaleEpochError):
+                await store.append("r1", [ev("step.started", step="late")], epoch=epoch)
+        rec = await store.get_run("r1")
+        assert rec is not None and rec.owner == "fast:2:2"  # the stale driver's release changed nothing
+        assert [e.kind for e in await store.events("r1")] == ["saga.started"]
+        with pytest.raises(LeaseHeldError, match="run r1 is being driven by process 2 on host fast; try again after"):
+            async with hold(store, "r1", owner="third:3:3"):
+                pass
+
+    with_store(url, body)
