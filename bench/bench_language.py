@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import fmt_stat, measure, save, table  # noqa: E402
+from harness import fmt_stat, measure, save, table
 
-from sagalang.project import load_project  # noqa: E402
-from sagalang.validate import validate_project  # noqa: E402
+from sagalang.project import load_project
+from sagalang.validate import validate_project
 
 
 def saga_source(n: int) -> str:
@@ -29,7 +29,7 @@ def saga_source(n: int) -> str:
         prev = f"s{i - 1}.out" if i else "input.seed"
         steps.append(
             f"    step s{i} {{\n"
-            f"        do   svc.op{i % 7}(a: input.x, b: {prev}, c: \"v${{input.y}}\")\n"
+            f'        do   svc.op{i % 7}(a: input.x, b: {prev}, c: "v${{input.y}}")\n'
             f"        undo svc.undo(id: s{i}.id)\n"
             f"        retry attempts 3 backoff 100ms x2 max 1s\n"
             f"    }}\n"
@@ -150,7 +150,9 @@ def main() -> None:
     spec20.write_text(saga_source(20))
     exe = Path(sys.executable).parent / "sagalang"
     cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "sagalang"]
-    proc = measure(lambda: subprocess.run([*cli, "validate", str(spec20)], check=True, capture_output=True), repeat=repeat)
+    proc = measure(
+        lambda: subprocess.run([*cli, "validate", str(spec20)], check=True, capture_output=True), repeat=repeat
+    )
     floor_proc = measure(
         lambda: subprocess.run([sys.executable, "-c", "import lark, networkx, click"], check=True), repeat=repeat
     )

@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import fmt_time, save, table  # noqa: E402
+from harness import fmt_time, save, table
 
-from sagalang.testing import explore_file  # noqa: E402
+from sagalang.testing import explore_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,9 @@ def main() -> None:
             "points_per_second": rate,
             "ok": best.ok,
         }
-        rows.append([path.stem, str(len(best.outcomes)), fmt_time(best.seconds), f"{rate:.0f}/s", "yes" if best.ok else "NO"])
+        rows.append(
+            [path.stem, str(len(best.outcomes)), fmt_time(best.seconds), f"{rate:.0f}/s", "yes" if best.ok else "NO"]
+        )
     print("## `sagalang test` (fake handlers, best of 3)\n")
     print(table(["example", "failure points", "time", "points per second", "all invariants held"], rows))
     if not args.quick:

@@ -9,11 +9,11 @@ if TYPE_CHECKING:
     from .source import Span
 
 __all__ = [
+    "HandlerError",
     "SagaError",
+    "SagaInputError",
     "SagaSyntaxError",
     "SagaValidationError",
-    "SagaInputError",
-    "HandlerError",
     "StoreError",
 ]
 

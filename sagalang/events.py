@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Event", "Listener", "CONTRACT_EVENTS", "EXTRA_EVENTS", "EVENT_KINDS", "TERMINAL_EVENTS"]
+__all__ = ["CONTRACT_EVENTS", "EVENT_KINDS", "EXTRA_EVENTS", "TERMINAL_EVENTS", "Event", "Listener"]
 
 # Names fixed by the contract (DESIGN §5).
 CONTRACT_EVENTS = (
@@ -95,5 +95,5 @@ class Event:
 class Listener(Protocol):
     """Receives every event of a run after it is journaled; may be sync or async."""
 
-    def __call__(self, event: Event) -> None | Awaitable[None]:
+    def __call__(self, event: Event) -> Awaitable[None] | None:
         """Handle one event."""

@@ -17,7 +17,7 @@ from . import ir
 from .errors import SagaError
 from .source import NO_SPAN, Span
 
-__all__ = ["ExprError", "FUNCTIONS", "Function", "evaluate", "references", "is_constant", "to_text"]
+__all__ = ["FUNCTIONS", "ExprError", "Function", "evaluate", "is_constant", "references", "to_text"]
 
 
 class ExprError(SagaError):
@@ -227,15 +227,29 @@ FUNCTIONS: dict[str, Function] = {
         Function("join", 1, 2, _join, "list items joined into text with a separator"),
         Function("split", 2, 2, _split, "text split at a separator"),
         Function("keys", 1, 1, _map_fn("keys", lambda m: sorted(m)), "the sorted keys of a map"),
-        Function("values", 1, 1, _map_fn("values", lambda m: [m[k] for k in sorted(m)]), "a map's values, by sorted key"),
+        Function(
+            "values", 1, 1, _map_fn("values", lambda m: [m[k] for k in sorted(m)]), "a map's values, by sorted key"
+        ),
         Function("min", 1, None, _minmax("min", min), "the smallest of a list or of the arguments"),
         Function("max", 1, None, _minmax("max", max), "the largest of a list or of the arguments"),
         Function("sum", 1, 1, _sum, "the sum of a list of numbers"),
         Function("abs", 1, 1, lambda v: abs(_num(v, "abs")), "absolute value"),
         Function("round", 1, 2, _round, "a number rounded to some digits (default 0)"),
         Function("sorted", 1, 1, _list_fn("sorted", sorted), "a list in ascending order"),
-        Function("unique", 1, 1, _list_fn("unique", lambda xs: [x for i, x in enumerate(xs) if x not in xs[:i]]), "a list without repeated items"),
-        Function("range", 1, 2, lambda a, b=None: list(range(_int(a))) if b is None else list(range(_int(a), _int(b))), "the integers from 0 (or a) up to n (exclusive)"),
+        Function(
+            "unique",
+            1,
+            1,
+            _list_fn("unique", lambda xs: [x for i, x in enumerate(xs) if x not in xs[:i]]),
+            "a list without repeated items",
+        ),
+        Function(
+            "range",
+            1,
+            2,
+            lambda a, b=None: list(range(_int(a))) if b is None else list(range(_int(a), _int(b))),
+            "the integers from 0 (or a) up to n (exclusive)",
+        ),
     ]
 }
 
@@ -339,10 +353,7 @@ def evaluate(e: ir.Expr, env: Env) -> Any:
                 if not truthy(result):
                     return False
             return True
-        for v in e.values:
-            if truthy(evaluate(v, env)):
-                return True
-        return False
+        return any(truthy(evaluate(v, env)) for v in e.values)
     if isinstance(e, ir.Compare):
         return _compare(e.op, evaluate(e.left, env), evaluate(e.right, env), e.span)
     if isinstance(e, ir.Arith):
@@ -352,8 +363,8 @@ def evaluate(e: ir.Expr, env: Env) -> Any:
         return acc
     if isinstance(e, ir.Unary):
         value = evaluate(e.operand, env)
-        for op in reversed(e.ops):
-            if op == "not":
+        for uop in reversed(e.ops):
+            if uop == "not":
                 value = not truthy(value)
             else:
                 if isinstance(value, bool) or not isinstance(value, int | float):

@@ -13,49 +13,45 @@ from typing import Literal as L
 from .source import NO_SPAN, Span
 
 __all__ = [
-    "Expr",
-    "Literal",
-    "Name",
-    "Path",
-    "FuncCall",
-    "Unary",
+    "Arg",
     "Arith",
-    "Compare",
+    "Backoff",
     "BoolOp",
-    "ListExpr",
-    "MapExpr",
-    "Template",
-    "TypeRef",
+    "Compare",
+    "CompensationPolicy",
+    "Defaults",
+    "Duplicate",
+    "Duration",
+    "Expr",
+    "FailurePolicy",
     "Field",
+    "ForEach",
+    "FuncCall",
+    "Import",
     "InputFields",
     "InputSchema",
-    "OutputEntry",
-    "Duration",
-    "Backoff",
-    "RetryPolicy",
-    "Defaults",
-    "CompensationPolicy",
-    "SagaRetry",
-    "FailurePolicy",
-    "Arg",
     "Invocation",
-    "SagaCall",
-    "ForEach",
-    "StepRef",
-    "Step",
-    "Parallel",
-    "Saga",
-    "Import",
+    "ListExpr",
+    "Literal",
+    "MapExpr",
     "Module",
-    "Duplicate",
+    "Name",
+    "OutputEntry",
+    "Parallel",
+    "Path",
+    "RetryPolicy",
+    "Saga",
+    "SagaCall",
+    "SagaRetry",
+    "Step",
     "StepKind",
+    "StepRef",
+    "Template",
+    "TypeRef",
+    "Unary",
 ]
 
 Scalar = str | int | float | bool | None
-
-
-def _span() -> Span:
-    return field(default=NO_SPAN, compare=False, repr=False)  # type: ignore[no-any-return]
 
 
 # ---- expressions -----------------------------------------------------------
@@ -66,7 +62,7 @@ class Literal:
     """A constant: string, integer, float, boolean or null."""
 
     value: Scalar
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +70,7 @@ class Name:
     """A bare name: ``input``, a step, the fan-out item, ``result`` or ``saga``."""
 
     id: str
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +79,7 @@ class Path:
 
     base: Expr
     keys: tuple[Expr, ...]
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +88,7 @@ class FuncCall:
 
     func: str
     args: tuple[Expr, ...]
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +97,7 @@ class Unary:
 
     ops: tuple[L["not", "-"], ...]
     operand: Expr
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +106,7 @@ class Arith:
 
     operands: tuple[Expr, ...]
     ops: tuple[L["+", "-", "*", "/", "%"], ...]
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +116,7 @@ class Compare:
     left: Expr
     op: L["==", "!=", "<", "<=", ">", ">="]
     right: Expr
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +125,7 @@ class BoolOp:
 
     op: L["and", "or"]
     values: tuple[Expr, ...]
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +133,7 @@ class ListExpr:
     """A list literal."""
 
     items: tuple[Expr, ...]
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +142,7 @@ class MapExpr:
 
     keys: tuple[str, ...]
     values: tuple[Expr, ...]
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +150,7 @@ class Template:
     """An interpolated string: text parts are string Literals, the rest expressions."""
 
     parts: tuple[Expr, ...]
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 Expr = Literal | Name | Path | FuncCall | Unary | Arith | Compare | BoolOp | ListExpr | MapExpr | Template
@@ -169,7 +165,7 @@ class TypeRef:
 
     name: str
     arg: TypeRef | None = None
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +176,7 @@ class Field:
     type: TypeRef
     secret: bool = False
     default: Expr | None = None
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +184,7 @@ class InputFields:
     """``input { name: type ... }``."""
 
     fields: tuple[Field, ...]
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +192,7 @@ class InputSchema:
     """``input schema "file.json"``: a JSON Schema file relative to the spec."""
 
     path: str
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +201,7 @@ class OutputEntry:
 
     name: str
     value: Expr
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +209,7 @@ class Duration:
     """A duration literal, in whole milliseconds."""
 
     ms: int
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +219,7 @@ class Backoff:
     initial: Duration
     multiplier: float | None = None
     max: Duration | None = None
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +234,7 @@ class RetryPolicy:
     jitter: bool = False
     on: tuple[str, ...] = ()
     except_: tuple[str, ...] = ()
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +243,7 @@ class Defaults:
 
     retry: RetryPolicy | None = None
     timeout: Duration | None = None
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +253,7 @@ class CompensationPolicy:
     order: L["reverse", "parallel"] | None = None
     retry: RetryPolicy | None = None
     timeout: Duration | None = None
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +263,7 @@ class SagaRetry:
     attempts: int
     backoff: Backoff | None = None
     analyzer: str | None = None
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +272,7 @@ class FailurePolicy:
 
     siblings: L["wait", "cancel"] | None = None
     retry: SagaRetry | None = None
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 # ---- steps -----------------------------------------------------------------
@@ -288,7 +284,7 @@ class Arg:
 
     name: str
     value: Expr
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +293,7 @@ class Invocation:
 
     handler: str
     args: tuple[Arg, ...] = ()
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +302,7 @@ class SagaCall:
 
     saga: str
     args: tuple[Arg, ...] = ()
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +312,7 @@ class ForEach:
     var: str
     iterable: Expr
     limit: int | None = None
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +320,7 @@ class StepRef:
     """A step named in ``after``."""
 
     name: str
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +328,7 @@ class Duplicate:
     """A clause given twice; the first one counts, the validator reports the rest."""
 
     clause: str
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 StepKind = L["step", "pivot", "readonly", "retriable"]
@@ -355,7 +351,7 @@ class Step:
     timeout: Duration | None = None
     output_schema: InputSchema | None = None
     description: str | None = None
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
     duplicates: tuple[Duplicate, ...] = field(default=(), compare=False, repr=False)
 
 
@@ -364,7 +360,7 @@ class Parallel:
     """``parallel { step ... }``: the steps start together; the next step waits for all."""
 
     steps: tuple[Step, ...]
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +377,7 @@ class Saga:
     compensation: CompensationPolicy | None = None
     on_failure: FailurePolicy | None = None
     body: tuple[Step | Parallel, ...] = ()
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
     duplicates: tuple[Duplicate, ...] = field(default=(), compare=False, repr=False)
 
     def steps(self) -> tuple[Step, ...]:
@@ -400,7 +396,7 @@ class Import:
     """``import "other.saga"``: relative to the importing file."""
 
     path: str
-    span: Span = _span()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.common import LexerConf
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lexer import Lexer, LexerState, PatternStr
 
 from . import ir
@@ -25,7 +25,7 @@ from .errors import SagaSyntaxError
 from .source import Span
 from .transform import SagaTransformer, template_end
 
-__all__ = ["parse", "parse_expr", "grammar_path", "MAX_NESTING", "MAX_SOURCE_BYTES", "describe_terminal"]
+__all__ = ["MAX_NESTING", "MAX_SOURCE_BYTES", "describe_terminal", "grammar_path", "parse", "parse_expr"]
 
 MAX_NESTING = 100
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
@@ -88,12 +88,16 @@ class _SagaLexer(Lexer):
         # The skipped run is atomic: without it, at the end of the text the regex
         # would backtrack into a trailing comment and find a token inside it.
         self.master = re.compile(
-            "(?>(?:" + "|".join(skip) + ")*)"
-            + "(?:" + "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in ordered) + ")"
+            "(?>(?:"
+            + "|".join(skip)
+            + ")*)"
+            + "(?:"
+            + "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in ordered)
+            + ")"
         )
 
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
-        text: str = lexer_state.text.text  # type: ignore[union-attr]
+        text: str = lexer_state.text.text
         line = getattr(text, "line", 1)
         line_start = -getattr(text, "col", 1) + 1
         pos = 0
@@ -187,7 +191,7 @@ def _check_string(raw: str, line: int, col: int) -> None:
         if not _ESCAPE_OK.match(raw, i):
             c = col + i
             raise SagaSyntaxError(
-                f"invalid escape {raw[i:i + 2]!r} in string",
+                f"invalid escape {raw[i : i + 2]!r} in string",
                 Span(line, c, line, c + 2),
                 code="E015",
                 hint="valid escapes: \\n \\t \\r \\\\ \\\" \\' \\$ \\0 \\uXXXX",
@@ -253,7 +257,8 @@ def _parse_fragment(source: str, line: int, col: int) -> ir.Expr:
     frag = _Fragment(source)
     frag.line = line
     frag.col = col
-    return _lark().parse(frag, start="expr")  # type: ignore[no-any-return]
+    expr: ir.Expr = _lark().parse(frag, start="expr")  # type: ignore[assignment]
+    return expr
 
 
 def _cache_file(grammar: str) -> str | bool:
@@ -335,7 +340,12 @@ def _translate(err: UnexpectedInput, file: str) -> SagaSyntaxError:
             file=file,
         )
     if isinstance(err, UnexpectedCharacters):
-        return SagaSyntaxError(f"unexpected character {err.char!r}", Span(err.line, err.column, err.line, err.column + 1), code="E011", file=file)
+        return SagaSyntaxError(
+            f"unexpected character {err.char!r}",
+            Span(err.line, err.column, err.line, err.column + 1),
+            code="E011",
+            file=file,
+        )
     if isinstance(err, UnexpectedEOF):
         return SagaSyntaxError("unexpected end of file", Span(1, 1, 1, 2), code="E013", file=file)
     return SagaSyntaxError(str(err), Span(1, 1, 1, 2), file=file)
@@ -348,7 +358,7 @@ def parse(text: str, file: str = "<string>") -> ir.Module:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        module: ir.Module = _lark().parse(text, start="start")
+        module: ir.Module = _lark().parse(text, start="start")  # type: ignore[assignment]
     except SagaSyntaxError as err:
         err.file = file
         raise
@@ -366,7 +376,8 @@ def parse(text: str, file: str = "<string>") -> ir.Module:
 def parse_expr(text: str, file: str = "<string>") -> ir.Expr:
     """Parse a single expression (used by tests, the CLI's ``--set`` and tools)."""
     try:
-        return _lark().parse(text, start="expr")  # type: ignore[no-any-return]
+        expr: ir.Expr = _lark().parse(text, start="expr")  # type: ignore[assignment]
+        return expr
     except SagaSyntaxError as err:
         err.file = file
         raise

@@ -85,7 +85,9 @@ class FailurePlan:
 
     step: str
     recovery: Literal["backward", "forward"]
-    compensation: tuple[tuple[Undo, ...], ...]  # groups in order; the undos of one group run together
+    # Groups in order; the undos of one group are independent of each other: they run together
+    # (order parallel) or one at a time, the latest completed first (order reverse).
+    compensation: tuple[tuple[Undo, ...], ...]
     notes: tuple[str, ...] = ()
 
 
@@ -293,10 +295,10 @@ def _backward(g: SagaGraph, name: str, order: str, no_return: list[str], callees
             return "if uncertain"
         return "completed" if n in certain else "may have completed"
 
-    if order == "parallel":
-        groups = tuple(tuple(_undo(g, n, certainty(n), callees) for n in grp) for grp in g.reverse_levels(involved))
-    else:
-        groups = tuple((_undo(g, n, certainty(n), callees),) for n in g.reverse_order(involved))
+    # Both orders respect dependencies: a step is undone only after every step that depended on it.
+    # Undos of one group are independent of each other: with `order parallel` they run together;
+    # with `order reverse` one at a time, the latest completed first (which only a run can tell).
+    groups = tuple(tuple(_undo(g, n, certainty(n), callees) for n in grp) for grp in g.reverse_levels(involved))
     notes: list[str] = []
     if not involved:
         notes.append("nothing to undo: no step with an undo can have completed")
@@ -382,7 +384,11 @@ def format_plans(plans: Iterable[SagaPlan]) -> str:
             lines.append(f"    {i:>2}. {' | '.join(names)}")
         if p.pivot is not None:
             lines.append(f"  point of no return: {p.pivot}")
-        how = "independent undos at the same time" if p.compensation_order == "parallel" else "one undo at a time"
+        how = (
+            "independent undos, joined by +, at the same time"
+            if p.compensation_order == "parallel"
+            else "one undo at a time; of independent ones, joined by /, the latest completed first"
+        )
         lines.append(f"  compensation order: {p.compensation_order} ({how})")
         lines.append("  if a step fails for good:")
         for f in p.failures:
@@ -392,7 +398,7 @@ def format_plans(plans: Iterable[SagaPlan]) -> str:
                 lines.append(head + body)
                 continue
             if f.compensation:
-                joiner = " + "
+                joiner = " + " if p.compensation_order == "parallel" else " / "
                 groups = [joiner.join(u.label() for u in group) for group in f.compensation]
                 lines.append(head + "undo " + " -> ".join(groups))
             else:

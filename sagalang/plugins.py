@@ -25,14 +25,14 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from .errors import HandlerError
 
 __all__ = [
-    "handler",
-    "SagaStep",
-    "Param",
-    "HandlerInfo",
-    "Handler",
-    "Registry",
-    "ENTRY_POINT_GROUP",
     "CONTEXT_PARAM",
+    "ENTRY_POINT_GROUP",
+    "Handler",
+    "HandlerInfo",
+    "Param",
+    "Registry",
+    "SagaStep",
+    "handler",
 ]
 
 ENTRY_POINT_GROUP = "sagalang.handlers"
@@ -131,7 +131,9 @@ def _params_of(fn: Callable[..., Any], skip_self: bool = False) -> tuple[tuple[P
             continue
         ann = None
         if p.annotation is not p.empty:
-            ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", str(p.annotation))
+            ann = (
+                p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", str(p.annotation))
+            )
         params.append(Param(p.name, p.default is p.empty, ann))
     return (None if any_kw else tuple(params)), wants_ctx
 
@@ -139,7 +141,7 @@ def _params_of(fn: Callable[..., Any], skip_self: bool = False) -> tuple[tuple[P
 def _describe(name: str, obj: Any, source: str, distribution: str | None) -> Handler:
     is_step = all(callable(getattr(obj, m, None)) for m in ("execute", "compensate")) and not inspect.isfunction(obj)
     if is_step:
-        target = obj() if inspect.isclass(obj) else obj
+        target: Any = obj() if inspect.isclass(obj) else obj
         params, wants_ctx = _params_of(target.execute)
         info = HandlerInfo(
             name,

@@ -18,7 +18,7 @@ from .errors import SagaSyntaxError
 from .parser import MAX_SOURCE_BYTES, parse
 from .source import Span
 
-__all__ = ["SourceFile", "Project", "load_project", "find_spec_files", "find_root", "display_path", "decode_source"]
+__all__ = ["Project", "SourceFile", "decode_source", "display_path", "find_root", "find_spec_files", "load_project"]
 
 SPEC_SUFFIX = ".saga"
 _SKIP_DIRS = {"node_modules", "__pycache__", "site-packages"}
@@ -237,7 +237,9 @@ def _import_cycles(project: Project) -> None:
             (i for i in (sf.module.imports if sf.module else ()) if (first.parent / i.path).resolve() == nxt),
             None,
         )
-        names = " -> ".join(project.files[p].display for p in [*cycle[cycle.index(first) :], *cycle[: cycle.index(first)], first])
+        names = " -> ".join(
+            project.files[p].display for p in [*cycle[cycle.index(first) :], *cycle[: cycle.index(first)], first]
+        )
         project.diagnostics.append(
             diagnostic("E702", f"import cycle: {names}", sf.display, imp.span if imp else Span(1, 1, 1, 2))
         )

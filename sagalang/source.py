@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Span", "NO_SPAN", "snippet"]
+__all__ = ["NO_SPAN", "Span", "snippet"]
 
 
 @dataclass(frozen=True, slots=True)

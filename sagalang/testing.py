@@ -31,7 +31,7 @@ from typing import Any
 
 from . import ir
 from .context import Context, Failure
-from .events import Event
+from .events import Event, Listener
 from .expr import references
 from .graph import SagaGraph, build
 from .journal.base import Store
@@ -40,13 +40,13 @@ from .plugins import Registry
 from .spec import Spec
 
 __all__ = [
+    "EffectLog",
     "FailurePoint",
     "Outcome",
     "Report",
-    "EffectLog",
-    "failure_points",
     "explore",
     "explore_file",
+    "failure_points",
     "fake_registry",
     "undo_data_risks",
 ]
@@ -286,7 +286,6 @@ def _all_sagas(spec: Spec) -> list[ir.Saga]:
     return list(found.values())
 
 
-
 def _fake_value(path: list[Any], leaf: Any = 1) -> Any:
     # A number is the most forgiving leaf: it works in arithmetic, comparisons,
     # conditions and interpolation; iterated fields get a list of two items.
@@ -355,7 +354,17 @@ def _string_for(schema: Mapping[str, Any]) -> str:
 
 def _iterated(e: ir.Expr) -> list[ir.Expr]:
     """Sub-expressions used as collections (fan-out source, len/join/sum ... argument)."""
-    if isinstance(e, ir.FuncCall) and e.func in ("len", "join", "sum", "sorted", "unique", "keys", "values", "min", "max"):
+    if isinstance(e, ir.FuncCall) and e.func in (
+        "len",
+        "join",
+        "sum",
+        "sorted",
+        "unique",
+        "keys",
+        "values",
+        "min",
+        "max",
+    ):
         return [e.args[0]] if e.args else []
     return []
 
@@ -390,16 +399,16 @@ def _read_paths(spec: Spec) -> dict[str, Any]:
         exprs.extend((e.value, None) for e in saga.output or ())
         listy: set[int] = set()
         for e, _ in exprs:
-            stack = [e]
+            stack: list[Any] = [e]
             while stack:
                 node = stack.pop()
                 listy.update(id(x) for x in _iterated(node))
-                for f in dataclasses.fields(node):  # type: ignore[arg-type]
+                for f in dataclasses.fields(node):
                     v = getattr(node, f.name)
                     if isinstance(v, tuple):
                         stack.extend(x for x in v if dataclasses.is_dataclass(x) and not isinstance(x, type))
                     elif dataclasses.is_dataclass(v) and not isinstance(v, type) and f.name != "span":
-                        stack.append(v)  # type: ignore[arg-type]
+                        stack.append(v)
         typed: dict[int, Any] = {}  # call arguments take the type the callee declares
         for step in saga.steps():
             if step.foreach is not None:
@@ -599,7 +608,9 @@ def _wrap_real(registry: Registry, spec: Spec, log: EffectLog, faults: _Faults) 
         real = registry.resolve(name)
         is_undo = name in undo_names and name not in names
 
-        async def call_real(ctx: Context, args: dict[str, Any], real: Handler = real, compensating: bool = False) -> Any:
+        async def call_real(
+            ctx: Context, args: dict[str, Any], real: Handler = real, compensating: bool = False
+        ) -> Any:
             if real.step is not None:
                 fn = real.step.compensate if compensating else real.step.execute
                 res = fn(ctx, **args)
@@ -639,7 +650,9 @@ def _wrap_real(registry: Registry, spec: Spec, log: EffectLog, faults: _Faults) 
             reg.add(name, _Wrapped(), real.info.source)
             continue
 
-        async def wrapped(ctx: Context, _real: Handler = real, _name: str = name, _undo: bool = is_undo, **args: Any) -> Any:
+        async def wrapped(
+            ctx: Context, _real: Handler = real, _name: str = name, _undo: bool = is_undo, **args: Any
+        ) -> Any:
             if _undo or ctx.compensating:
                 if faults.undo(_top(ctx.step)) == "fail":
                     raise Failure("sagalang.InjectedUndoFailure", f"injected undo failure at {ctx.step}")
@@ -754,7 +767,6 @@ def _expected(point: FailurePoint, spec: Spec, baseline: str, registry: Registry
             return ("compensated",) if not (graph.ancestors(point.step or "") & beyond) else ("stuck",)
         return gone_forward
     if point.kind in ("undo-flaky", "undo-fail"):
-        comp = spec.saga.compensation
         if point.trigger is None:
             return (baseline,)
         if point.kind == "undo-flaky":
@@ -790,8 +802,9 @@ def _check(
     started = {ev.step for ev in events if ev.kind == "step.started" and ev.step}
     skipped = {ev.step for ev in events if ev.kind == "step.skipped" and ev.step}
     comp_events = [ev for ev in events if ev.kind.startswith("compensation.") and ev.step]
-    compensated_top = [ev.step for ev in comp_events if ev.kind == "compensation.succeeded" and ev.item is None]
-    compensated_top = [s for s in compensated_top if s is not None]
+    compensated_top = [
+        ev.step for ev in comp_events if ev.kind == "compensation.succeeded" and ev.item is None and ev.step is not None
+    ]
     beyond = _after_point_of_no_return(graph, registry)
     top_steps = set(graph.steps)
     # kept-or-undone and applied-once
@@ -813,9 +826,15 @@ def _check(
                 f"kept-or-undone: effect of {eff.step} kept by a {status} saga"
                 + ("" if _undoable(step) else f" ({top} has no undo)")
             )
-        if status == "stuck" and not eff.undone and step is not None and _undoable(step) and top in beyond:
-            if not _pivot_like(step, registry) and step.kind != "readonly":
-                violations.append(f"kept-or-undone: {eff.step} has an undo that can never run (it follows the pivot)")
+        stuck_leak = status == "stuck" and not eff.undone and step is not None and top in beyond
+        if (
+            stuck_leak
+            and step is not None
+            and _undoable(step)
+            and not _pivot_like(step, registry)
+            and step.kind != "readonly"
+        ):
+            violations.append(f"kept-or-undone: {eff.step} has an undo that can never run (it follows the pivot)")
     # reverse-order: an undo waits for the undos of the steps that depend on it
     first_start: dict[str, int] = {}
     last_done: dict[str, int] = {}
@@ -830,7 +849,9 @@ def _check(
             continue
         for b in graph.descendants(a):
             if b in last_done and last_done[b] > first_start[a]:
-                violations.append(f"reverse-order: undo of {a} started before the undo of {b} (which depends on it) ended")
+                violations.append(
+                    f"reverse-order: undo of {a} started before the undo of {b} (which depends on it) ended"
+                )
     # pivot
     for s in first_start:
         if s in beyond and s in top_steps and _pivot_like(graph.steps[s], registry):
@@ -918,15 +939,15 @@ async def _one_run(
     await store.open()
     run_id = f"{spec.entry}-test"
     fail_at: tuple[str, ...] = ()
-    listeners: list[Callable[[Event], Any]] = []
+    listeners: list[Listener] = []
     target: Any = store
     if point is not None and point.kind == "cancel":
         index = point.index or 0
         fired = False
 
-        async def canceller(ev: Event) -> None:
+        async def canceller(event: Event) -> None:
             nonlocal fired
-            if not fired and ev.seq >= index:
+            if not fired and event.seq >= index:
                 fired = True
                 await cancel(run_id, store=store)
 
@@ -944,7 +965,7 @@ async def _one_run(
             fail_at=fail_at,
             clock=_FastClock(),
         )
-    except BaseException as exc:  # noqa: BLE001 - a simulated crash ends the "process"
+    except BaseException as exc:
         if not _crashed(exc):
             raise
         # The process is gone: let stray tasks notice, then a new "process" resumes.
@@ -1066,7 +1087,6 @@ def explore_file(
     )
 
 
-
 # ---- given / when / expect ---------------------------------------------------------------
 
 
@@ -1120,7 +1140,9 @@ class Scenario:
 
     def when_undo_fails(self, step: str, trigger: str, once: bool = False) -> Scenario:
         """``trigger`` fails and then the undo of ``step`` fails (once, or for good)."""
-        return dataclasses.replace(self, point=FailurePoint("undo-flaky" if once else "undo-fail", step, trigger=trigger))
+        return dataclasses.replace(
+            self, point=FailurePoint("undo-flaky" if once else "undo-fail", step, trigger=trigger)
+        )
 
     def when_cancelled_after(self, events: int) -> Scenario:
         """The saga is cancelled right after its ``events``-th journal event."""
@@ -1138,7 +1160,9 @@ class Scenario:
         fast = _with_timeouts(self.spec, 0.02)
         log = EffectLog()
         faults = _Faults()
-        reg = fake_registry(fast, log, faults) if self.registry is None else _wrap_real(self.registry, fast, log, faults)
+        reg = (
+            fake_registry(fast, log, faults) if self.registry is None else _wrap_real(self.registry, fast, log, faults)
+        )
         faults.point = self.point
         events = await _one_run(fast, self.input, reg, self.point, faults)
         status = next((ev.kind.split(".")[1] for ev in reversed(events) if ev.kind in _TERMINAL), "running")

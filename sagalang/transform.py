@@ -17,7 +17,7 @@ from . import ir
 from .errors import SagaSyntaxError
 from .source import NO_SPAN, Span
 
-__all__ = ["SagaTransformer", "decode_string", "tok_span", "split_template", "DURATION_UNITS"]
+__all__ = ["DURATION_UNITS", "SagaTransformer", "decode_string", "split_template", "tok_span"]
 
 DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _INF = float("inf")
@@ -167,7 +167,8 @@ def _int(tok: Token) -> int:
 def _span_of(node: Any) -> Span:
     if isinstance(node, Token):
         return tok_span(node)
-    return getattr(node, "span", NO_SPAN)  # type: ignore[no-any-return]
+    span: Span = getattr(node, "span", NO_SPAN)
+    return span
 
 
 _BINARY_PREC = {

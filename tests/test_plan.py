@@ -43,19 +43,17 @@ def test_order_plan() -> None:
     assert p.step("charge").retry == "attempts 5 backoff 100ms x2 max 2s on payments.Timeout"
     # the seed's case: shipping fails -> refund, then release (and the express upgrade first, if it ran)
     assert _order(p, "ship") == [
-        [("upgrade", "completed")],
-        [("label", "completed")],
+        [("label", "completed"), ("upgrade", "completed")],  # independent: the latest completed first
         [("charge", "completed")],
         [("reserve", "completed")],
     ]
-    assert p.failure("ship").compensation[0][0] == Undo("upgrade", "completed", conditional=True)
+    assert p.failure("ship").compensation[0][1] == Undo("upgrade", "completed", conditional=True)
     # charging fails -> the reservation is released; the charge only if its outcome is unknown
     assert _order(p, "charge") == [[("charge", "if uncertain")], [("reserve", "completed")]]
     assert _order(p, "reserve") == [[("reserve", "if uncertain")]]
     # a label failure: its sibling may have completed meanwhile
     assert _order(p, "label") == [
-        [("upgrade", "may have completed")],
-        [("label", "if uncertain")],
+        [("label", "if uncertain"), ("upgrade", "may have completed")],
         [("charge", "completed")],
         [("reserve", "completed")],
     ]
@@ -145,6 +143,7 @@ def test_after_edges_and_parallel_compensation_levels() -> None:
           step e { do x.e() undo x.ue() }
         }"""
     )
+    assert "undo e (if its outcome is uncertain) -> d -> b + c -> a" in format_plans([p])
     assert p.levels == (("a",), ("b", "c"), ("d",), ("e",))
     assert _order(p, "e") == [
         [("e", "if uncertain")],
@@ -209,7 +208,7 @@ def test_described_policies_parse_back_to_the_same_ir() -> None:
 def test_text_output_mentions_every_step() -> None:
     text = format_plans([_plan("order")])
     assert "     3. label | upgrade [conditional]" in text
-    assert "    ship     undo upgrade (if it ran) -> label -> charge -> reserve" in text
+    assert "    ship     undo label / upgrade (if it ran) -> charge -> reserve" in text
     assert "point of no return: ship" in text
 
 

@@ -63,7 +63,9 @@ def test_cli_fails_a_flawed_spec_with_a_reproducer(runner) -> None:  # type: ign
 
 
 def test_cli_json_and_only(runner) -> None:  # type: ignore[no-untyped-def]
-    res = runner.invoke(main, ["test", "--fake", "--json", "--only", "fail:charge", str(ROOT / "specs/examples/order.saga")])
+    res = runner.invoke(
+        main, ["test", "--fake", "--json", "--only", "fail:charge", str(ROOT / "specs/examples/order.saga")]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert [o["point"] for o in doc[0]["outcomes"]] == ["fail:charge"]
@@ -79,9 +81,7 @@ def test_cli_invalid_spec_shows_diagnostics_and_explores(runner) -> None:  # typ
 
 
 def test_scenario_given_when_expect() -> None:
-    s = scenario(ROOT / "specs/examples/order.saga").given(
-        order_id="A", sku="S", qty=1, amount=1.0, card="4111"
-    )
+    s = scenario(ROOT / "specs/examples/order.saga").given(order_id="A", sku="S", qty=1, amount=1.0, card="4111")
     s.when_fails("charge").run().expect(status="compensated", compensated=["reserve"])
     with pytest.raises(AssertionError, match="expected undo order"):
         s.when_fails("charge").run().expect(compensated=["charge", "reserve"])

@@ -141,12 +141,14 @@ def test_fan_out_list_reads(tmp_path: Path, registry: Registry) -> None:
         tmp_path,
         """saga s {
             input { items: list[object] }
-            step f for it in input.items limit 2 { do app.act(x: it.x) undo app.revert(r: default(result.id, null), x: it.x) }
+            step f for it in input.items limit 2 {
+                do app.act(x: it.x) undo app.revert(r: default(result.id, null), x: it.x)
+            }
             step g { do app.act(first: f[0].id, n: len(f), all: f, bad: f.id) undo app.revert() }
         }""",
         registry,
     )
-    assert [(d.code, d.span.line) for d in diags] == [("W305", 4)]
+    assert [(d.code, d.span.line) for d in diags] == [("W305", 6)]
 
 
 def test_names_outside_their_scope(tmp_path: Path, registry: Registry) -> None:

@@ -36,7 +36,7 @@ def test_wheel_contains_grammar_and_validates(tmp_path: Path) -> None:
     deps = sysconfig.get_paths()["purelib"]
     work = tmp_path / "work"
     work.mkdir()
-    (work / "ok.saga").write_text('saga ok {\n    step a {\n        do svc.a()\n        undo svc.b()\n    }\n}\n')
+    (work / "ok.saga").write_text("saga ok {\n    step a {\n        do svc.a()\n        undo svc.b()\n    }\n}\n")
     (work / "bad.saga").write_text("saga bad {\n    step a after nope { do svc.a() undo svc.b() }\n}\n")
     env = {**os.environ, "PYTHONPATH": deps, "SAGALANG_NO_GRAMMAR_CACHE": "1"}
     where = subprocess.run(
@@ -49,8 +49,12 @@ def test_wheel_contains_grammar_and_validates(tmp_path: Path) -> None:
     )
     assert str(env_dir) in where.stdout.splitlines()[0]
     assert str(env_dir) in where.stdout.splitlines()[1]
-    ok = subprocess.run([str(env_dir / "bin" / "sagalang"), "validate", "ok.saga"], cwd=work, env=env, capture_output=True, text=True)
+    ok = subprocess.run(
+        [str(env_dir / "bin" / "sagalang"), "validate", "ok.saga"], cwd=work, env=env, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    bad = subprocess.run([str(env_dir / "bin" / "sagalang"), "validate", "bad.saga"], cwd=work, env=env, capture_output=True, text=True)
+    bad = subprocess.run(
+        [str(env_dir / "bin" / "sagalang"), "validate", "bad.saga"], cwd=work, env=env, capture_output=True, text=True
+    )
     assert bad.returncode == 1
     assert "bad.saga:2:18: error[E201]" in bad.stdout

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["COMMANDS", "main"]
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {

@@ -33,10 +33,22 @@ def _all_registered(path: str, registry: object) -> bool:
 @click.argument("specs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--real", "mode", flag_value="real", help="Run the registered handlers (wrapped to inject faults).")
 @click.option("--fake", "mode", flag_value="fake", help="Run generated fake handlers that record effects and undos.")
-@click.option("--input", "input_file", type=click.Path(exists=True, dir_okay=False), help="Input JSON (default: NAME.input.json beside the spec, else a generated one).")
-@click.option("--only", multiple=True, metavar="POINT", help="Explore only these failure points (e.g. fail:charge, cancel@7); repeatable.")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Input JSON (default: NAME.input.json beside the spec, else a generated one).",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="POINT",
+    help="Explore only these failure points (e.g. fail:charge, cancel@7); repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
-@click.option("--all", "show_all", is_flag=True, help="List every failure point, not only the ones that broke an invariant.")
+@click.option(
+    "--all", "show_all", is_flag=True, help="List every failure point, not only the ones that broke an invariant."
+)
 @plugin_option
 @user_errors(exit_code=3)
 def test(

@@ -11,12 +11,12 @@ from typing import Any, TypeVar
 import click
 
 __all__ = [
-    "EXIT_OK",
     "EXIT_FAILED",
     "EXIT_INVALID",
     "EXIT_NEEDS_HUMAN",
-    "plugin_option",
+    "EXIT_OK",
     "make_registry",
+    "plugin_option",
     "use_color",
     "user_errors",
 ]

@@ -8,13 +8,13 @@ from ..errors import StoreError
 from .base import RUN_STATES, TERMINAL_STATES, LeaseHeldError, RunRecord, StaleEpochError, Store
 
 __all__ = [
-    "Store",
-    "RunRecord",
-    "StaleEpochError",
-    "LeaseHeldError",
+    "DEFAULT_STORE_URL",
     "RUN_STATES",
     "TERMINAL_STATES",
-    "DEFAULT_STORE_URL",
+    "LeaseHeldError",
+    "RunRecord",
+    "StaleEpochError",
+    "Store",
     "default_store_url",
     "open_store",
 ]

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..errors import StoreError
 from ..events import Event
 
-__all__ = ["RunRecord", "Store", "StaleEpochError", "RunExistsError", "LeaseHeldError", "RUN_STATES", "TERMINAL_STATES"]
+__all__ = ["RUN_STATES", "TERMINAL_STATES", "LeaseHeldError", "RunExistsError", "RunRecord", "StaleEpochError", "Store"]
 
 RUN_STATES = ("queued", "running", "compensating", "completed", "compensated", "aborted", "stuck", "cancelled")
 TERMINAL_STATES = frozenset({"completed", "compensated", "aborted", "stuck", "cancelled"})
