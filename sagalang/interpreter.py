@@ -363,7 +363,12 @@ class _Run:
         self._now = self.clock.time
         self._append = store.append
         # The memory store appends without a coroutine (nothing to wait for).
-        self._append_now: Callable[[str, Event, str | None], Event] | None = getattr(store, "append_now", None)
+        # Looked up on the class: a wrapper that forwards attributes (a fault-injecting store)
+        # must see every append through its own ``append``.
+        append_now = getattr(type(store), "append_now", None)
+        self._append_now: Callable[[str, Event, str | None], Event] | None = (
+            append_now.__get__(store) if append_now is not None else None
+        )
         self.sync_journal = False  # set by the epoch setter
         self.executor = executor
         self.state = state or RunState(run_id, saga=spec.entry)
@@ -375,6 +380,7 @@ class _Run:
         self.pivot_like: dict[tuple[str, str], bool] = {}
         self.stop: str | None = None  # why forward progress stopped: failure | cancel | timeout
         self.external_cancel = False
+        self.cancel_ignored: str | None = None  # a cancel that came after the pivot
         self.zones: set[asyncio.Task[Any]] = set()
         self.done_order: dict[str, int] = {}  # step -> seq at which it finished (for reverse order)
         self.pivoted = False
@@ -541,7 +547,14 @@ class _Run:
 
     # ---- cancellation -------------------------------------------------------------
     def cancel(self, reason: str = "cancel") -> None:
-        """Stop forward progress and interrupt running handlers (compensation follows)."""
+        """Stop forward progress and interrupt running handlers (compensation follows).
+
+        After the pivot completed there is nothing to roll back to: the request
+        is recorded and the saga carries on forward.
+        """
+        if self.stop is None and self._pivot_done():
+            self.cancel_ignored = self.cancel_ignored or reason
+            return
         if self.stop is None:
             self.stop = reason
         for task in list(self.zones):
@@ -1311,7 +1324,10 @@ class _Run:
             sc = self.root_scope()
             state = self.state
             if state.cancel_requested and self.stop is None:
-                self.stop = "cancel"
+                if self._pivot_done():
+                    self.cancel_ignored = "cancel"
+                else:
+                    self.stop = "cancel"
             if state.status == "compensating":
                 failed = state.failed_step
                 self.stop = self.stop or (state.reason if state.reason in ("cancel", "timeout") else None)
@@ -1326,6 +1342,9 @@ class _Run:
                         self.stop = "failure"
                         output = None
                     else:
+                        if self.cancel_ignored and not state.cancel_requested:
+                            note = {"reason": self.cancel_ignored, "ignored": "the pivot had completed"}
+                            await self.emit("saga.cancel_requested", None, None, None, note)
                         await self.emit("saga.completed", None, None, None, {"output": output})
                         return self.result()
             reason = "failure" if self.stop in (None, "failure") else self.stop

@@ -65,9 +65,9 @@ def _help_markdown(help_text: str) -> list[str]:
                 shell = all("  " not in ln.strip() or "#" in ln for ln in body.splitlines())
                 lines += [f"**{first.strip().rstrip(':')}**", "", "```sh" if shell else "```text", body, "```", ""]
             elif verbatim:
-                body = [ln.strip() for ln in chunk.splitlines() if ln.strip()]
-                if len(body) == 1:
-                    lines += [body[0], ""]
+                kept = [ln.strip() for ln in chunk.splitlines() if ln.strip()]
+                if len(kept) == 1:
+                    lines += [kept[0], ""]
                 else:
                     lines += ["```text", textwrap.dedent(chunk).rstrip(), "```", ""]
             else:
@@ -93,7 +93,8 @@ def _command(cmd: click.Command, ctx: click.Context, path: list[str], depth: int
     if args:
         lines += ["**Arguments**", ""]
         for a in args:
-            meta = a.make_metavar(ctx) if _takes_ctx(a.make_metavar) else a.make_metavar()  # click 8.2 takes ctx
+            # click >= 8.2 passes the context to make_metavar; older versions take none.
+            meta = a.make_metavar(ctx) if _takes_ctx(a.make_metavar) else a.make_metavar()  # type: ignore[call-arg]
             req = "required" if a.required else "optional"
             many = ", repeatable" if a.nargs == -1 else ""
             lines.append(f"- `{meta}` ({req}{many})")

@@ -48,12 +48,16 @@ def book_flight(ctx: Context, traveller: str, to: str) -> dict[str, Any]:
 
 
 @handler("flights.cancel")
-def cancel_flight(ctx: Context, ref: str | None) -> None:
-    """Undo flights.book. ``ref`` is None when the booking's outcome is unknown: find it by key."""
+def cancel_flight(ctx: Context) -> None:
+    """Undo flights.book: the undo gets the same idempotency key as the booking it undoes.
+
+    That works even when the booking's outcome is unknown (it timed out, or the
+    process died during it), and there may be nothing to cancel at all.
+    """
     with state() as s:
-        for key, booking in s["flights"].items():
-            if booking["ref"] == ref or key == ctx.idempotency_key:
-                booking["status"] = "cancelled"
+        booking = s["flights"].get(ctx.idempotency_key)
+        if booking is not None:
+            booking["status"] = "cancelled"
 
 
 @handler("rooms.book")
@@ -72,12 +76,12 @@ def book_room(ctx: Context, guest: str, city: str, nights: int) -> dict[str, Any
 
 
 @handler("rooms.cancel")
-def cancel_room(ctx: Context, ref: str | None) -> None:
-    """Undo rooms.book; there may be nothing to cancel."""
+def cancel_room(ctx: Context) -> None:
+    """Undo rooms.book, found by the idempotency key; there may be nothing to cancel."""
     with state() as s:
-        for key, booking in s["rooms"].items():
-            if booking["ref"] == ref or key == ctx.idempotency_key:
-                booking["status"] = "cancelled"
+        booking = s["rooms"].get(ctx.idempotency_key)
+        if booking is not None:
+            booking["status"] = "cancelled"
 
 
 @handler("cards.charge")

@@ -95,6 +95,9 @@ class Store(Protocol):
     async def request_cancel(self, run_id: str) -> bool:
         """Flag the run for cancellation; False if it is unknown or already terminal."""
 
+    async def cancel_requested(self, run_id: str) -> bool:
+        """Whether the run is flagged for cancellation (a cheap read the driver polls)."""
+
     async def acquire(self, run_id: str, owner: str, ttl: float) -> int | None:
         """Take the run's lease; returns the new epoch, or None if another live owner holds it."""
 
