@@ -618,6 +618,17 @@ class PostgresStore:
 
         return await self._with_conn(go, f"cancelling run {run_id}")
 
+    async def cancel_requested(self, run_id: str) -> bool:
+        """Whether the run is flagged for cancellation (one indexed read)."""
+
+        async def go(conn: Any) -> bool:
+            cur = await conn.execute("SELECT cancel_requested FROM runs WHERE run_id = %s", (run_id,))
+            row = await cur.fetchone()
+            return bool(row and row[0])
+
+        result: bool = await self._with_conn(go, f"reading run {run_id}")
+        return result
+
     async def acquire(self, run_id: str, owner: str, ttl: float) -> int | None:
         """Take the run's lease; returns the new epoch, or None if another live owner holds it.
 
