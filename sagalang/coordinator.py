@@ -50,7 +50,8 @@ class Coordinator:
             "executor": executor,
         }
         self._limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-        self._tasks: dict[str, asyncio.Task[RunResult]] = {}
+        self._tasks: dict[str, asyncio.Task[RunResult]] = {}  # runs still going
+        self._done: dict[str, RunResult | asyncio.Future[RunResult]] = {}  # ended: result (or failed task)
         self._drivers: dict[str, Any] = {}
 
     async def start(
@@ -68,7 +69,7 @@ class Coordinator:
         if not created:
             return await self.resume(driver.run_id)
         self._drivers[driver.run_id] = driver
-        self._tasks[driver.run_id] = asyncio.get_running_loop().create_task(self._drive(driver, True))
+        self._track(driver.run_id, asyncio.get_running_loop().create_task(self._drive(driver, True)))
         return driver.run_id
 
     async def resume(self, run_id: str) -> str:
@@ -76,13 +77,22 @@ class Coordinator:
         found = await prepare_resume(run_id, store=self.store, registry=self.registry, **self._options)
         loop = asyncio.get_running_loop()
         if isinstance(found, RunResult):
-            fut: asyncio.Future[RunResult] = loop.create_future()
-            fut.set_result(found)
-            self._tasks[run_id] = asyncio.ensure_future(fut)
+            self._done[run_id] = found
         else:
             self._drivers[run_id] = found
-            self._tasks[run_id] = loop.create_task(self._drive(found, False))
+            self._track(run_id, loop.create_task(self._drive(found, False)))
         return run_id
+
+    def _track(self, run_id: str, task: asyncio.Task[RunResult]) -> None:
+        self._tasks[run_id] = task
+
+        def done(t: asyncio.Task[RunResult]) -> None:
+            # Keep the outcome, drop the finished task (its coroutine, frame and context).
+            if self._tasks.get(run_id) is t:
+                del self._tasks[run_id]
+                self._done[run_id] = t.result() if not t.cancelled() and t.exception() is None else t
+
+        task.add_done_callback(done)
 
     async def _drive(self, driver: Any, fresh: bool) -> RunResult:
         try:
@@ -111,17 +121,22 @@ class Coordinator:
 
     async def wait(self, run_id: str) -> RunResult:
         """The result of one run, once it has ended."""
-        return await self._tasks[run_id]
+        task = self._tasks.get(run_id)
+        if task is not None:
+            return await task
+        found = self._done[run_id]
+        return found if isinstance(found, RunResult) else await found
 
     async def wait_all(self) -> dict[str, RunResult]:
-        """Wait for every run started so far; results by run id."""
-        ids = list(self._tasks)
-        results = await asyncio.gather(*(self._tasks[i] for i in ids))
-        return dict(zip(ids, results))
+        """Wait for every run started so far; results by run id (in start order)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+            await asyncio.sleep(0)  # let the done callbacks move the results over
+        return {rid: await self.wait(rid) for rid in list(self._done)}
 
     async def close(self) -> None:
         """Cancel every active run (each compensates) and wait for them to end."""
         for rid in self.active():
             await self.cancel(rid)
         if self._tasks:
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)

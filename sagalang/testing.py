@@ -470,6 +470,10 @@ class _Faults:
             return "timeout"
         return None
 
+    def undo_retryable(self) -> bool | None:
+        """An ``undo-fail`` undo fails for good (even under ``retry forever``); a flaky one may be retried."""
+        return False if self.point is not None and self.point.kind == "undo-fail" else None
+
     def undo(self, step: str) -> str | None:
         p = self.point
         if p is None or p.step != step or p.kind not in ("undo-flaky", "undo-fail"):
@@ -539,7 +543,11 @@ def fake_registry(spec: Spec, log: EffectLog, faults: _Faults, outputs: Mapping[
     def make_undo(name: str) -> Callable[..., Any]:
         async def fake_undo(ctx: Context, **args: Any) -> Any:
             if faults.undo(_top(ctx.step)) == "fail":
-                raise Failure("sagalang.InjectedUndoFailure", f"injected undo failure at {ctx.step}")
+                raise Failure(
+                    "sagalang.InjectedUndoFailure",
+                    f"injected undo failure at {ctx.step}",
+                    retryable=faults.undo_retryable(),
+                )
             log.undo(ctx.idempotency_key, ctx.step, name, args)
             return None
 
@@ -558,7 +566,11 @@ def fake_registry(spec: Spec, log: EffectLog, faults: _Faults, outputs: Mapping[
 
         async def compensate(self, ctx: Context, **args: Any) -> Any:
             if faults.undo(_top(ctx.step)) == "fail":
-                raise Failure("sagalang.InjectedUndoFailure", f"injected undo failure at {ctx.step}")
+                raise Failure(
+                    "sagalang.InjectedUndoFailure",
+                    f"injected undo failure at {ctx.step}",
+                    retryable=faults.undo_retryable(),
+                )
             log.undo(ctx.idempotency_key, ctx.step, self.name, args)
 
         def can_compensate(self) -> bool:
@@ -639,7 +651,11 @@ def _wrap_real(registry: Registry, spec: Spec, log: EffectLog, faults: _Faults) 
 
                 async def compensate(self, ctx: Context, **args: Any) -> Any:
                     if faults.undo(_top(ctx.step)) == "fail":
-                        raise Failure("sagalang.InjectedUndoFailure", f"injected undo failure at {ctx.step}")
+                        raise Failure(
+                            "sagalang.InjectedUndoFailure",
+                            f"injected undo failure at {ctx.step}",
+                            retryable=faults.undo_retryable(),
+                        )
                     await call_real(ctx, args, self.real, compensating=True)
                     log.undo(ctx.idempotency_key, ctx.step, self.name, args)
 
@@ -655,7 +671,11 @@ def _wrap_real(registry: Registry, spec: Spec, log: EffectLog, faults: _Faults) 
         ) -> Any:
             if _undo or ctx.compensating:
                 if faults.undo(_top(ctx.step)) == "fail":
-                    raise Failure("sagalang.InjectedUndoFailure", f"injected undo failure at {ctx.step}")
+                    raise Failure(
+                        "sagalang.InjectedUndoFailure",
+                        f"injected undo failure at {ctx.step}",
+                        retryable=faults.undo_retryable(),
+                    )
                 out = await call_real(ctx, args, _real)
                 log.undo(ctx.idempotency_key, ctx.step, _name, args)
                 return out

@@ -128,6 +128,11 @@ class MemoryStore:
         self._runs[run_id] = dataclasses.replace(rec, cancel_requested=True, updated_at=time.time())
         return True
 
+    async def cancel_requested(self, run_id: str) -> bool:
+        """Whether a cancel was requested for the run (False if it is unknown)."""
+        rec = self._runs.get(run_id)
+        return bool(rec is not None and rec.cancel_requested)
+
     async def acquire(self, run_id: str, owner: str, ttl: float) -> int | None:
         """Take the run's lease; returns the new epoch, or None if another live owner holds it."""
         rec = self._record(run_id)
