@@ -154,6 +154,21 @@ def concurrent(spec: Spec, registry: Registry, sagas: int) -> dict[str, float]:
     return {"wall": wall, "peak_rss_mb": rss_mb}
 
 
+def asyncio_floor(sagas: int, steps: int) -> float:
+    """Wall time of the same workload in bare asyncio (one task per saga, ``steps`` sleeps of 10 ms)."""
+
+    async def one() -> None:
+        for _ in range(steps):
+            await asyncio.sleep(0.01)
+
+    async def go() -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(sagas)))
+        return time.perf_counter() - t0
+
+    return asyncio.run(go())
+
+
 def main() -> None:
     """Measure, print the table, merge into results.json."""
     quick = "--quick" in sys.argv
@@ -178,6 +193,7 @@ def main() -> None:
     # Only ratios of samples taken side by side count on a noisy machine.
     ratios = [a / b for a, b in zip(samples["ours"], samples.get("peer", []))]
     n_conc = 2_000 if quick else 10_000
+    floor = asyncio_floor(n_conc, 5)
     conc = concurrent(five, registry, n_conc)
     ideal = 0.050 + n_conc * 5 * ours["median"]
 
@@ -199,7 +215,14 @@ def main() -> None:
             f"{conc['wall'] / ideal:.2f}× ideal ({fmt_time(ideal)}), peak RSS {conc['peak_rss_mb']:.0f} MB",
         ]
     )
-    data["concurrent"] = {"sagas": n_conc, **conc, "ideal": ideal, "ratio_vs_ideal": conc["wall"] / ideal}
+    rows.append(["same workload in bare asyncio (the floor)", fmt_time(floor), f"{floor / ideal:.2f}× ideal"])
+    data["concurrent"] = {
+        "sagas": n_conc,
+        **conc,
+        "ideal": ideal,
+        "ratio_vs_ideal": conc["wall"] / ideal,
+        "asyncio_floor": floor,
+    }
     print(table(["what", "median (min–max)", "compared"], rows))
     save("interpreter", data)
 

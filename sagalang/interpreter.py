@@ -1305,7 +1305,7 @@ class _Run:
 
     async def _watch_cancel(self) -> None:
         # Another process (``sagalang cancel``) flags the run in the store.
-        while self.stop is None:
+        while self.stop is None and self.cancel_ignored is None:
             await asyncio.sleep(0.25)
             # A store may offer a cheap flag read (SQLite does); get_run decodes the whole record.
             probe = getattr(self.store, "cancel_requested", None)
