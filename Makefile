@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SAGALANG_TEST_POSTGRES_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test lint typecheck pytest graphviz venv clean docs
+.PHONY: demo test test-slow lint typecheck pytest graphviz venv clean docs bench
 
 venv: $(STAMP)
 
@@ -25,13 +25,21 @@ graphviz:
 	      || echo "warning: could not install graphviz; SVG/PNG tests will fail"; \
 	  else echo "warning: Graphviz 'dot' not found and apt-get is not usable; install graphviz"; fi; }
 
+# An example end to end on the embedded SQLite store (.sagalang/): check it, show its
+# plan, run it once to completion and once with an injected failure that shows the
+# compensation (exit 1 = compensated, as expected), then list the runs the store kept.
 demo: $(STAMP)
 	$(BIN)/sagalang validate specs/examples
 	$(BIN)/sagalang plan specs/examples/order.saga
+	$(BIN)/sagalang run specs/examples/order.saga --input specs/examples/order.input.json
+	$(BIN)/sagalang run specs/examples/order.saga --input specs/examples/order.input.json --fail-at ship || test $$? -eq 1
+	$(BIN)/sagalang list
+
+LINTED := sagalang tests bench scripts docs/tutorial docs/testing specs/examples/handlers
 
 lint: $(STAMP)
-	$(BIN)/ruff check sagalang tests bench
-	$(BIN)/ruff format --check sagalang tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict sagalang
@@ -39,7 +47,24 @@ typecheck: $(STAMP)
 pytest: $(STAMP) graphviz
 	$(BIN)/pytest -q -n 2
 
+# The whole suite: lint, types, tests (the docs site is built strictly inside the tests).
 test: lint typecheck pytest
+
+# The long crash matrix (every example, a failure injected at each step) and hook-env builds.
+test-slow: $(STAMP) graphviz
+	$(BIN)/pytest -q -n 2 -m slow
+
+# Every benchmark with the peers installed in their own environment (bench/.venv):
+# bench/results.json and docs/benchmarks.md.
+BENCH_VENV := bench/.venv
+$(BENCH_VENV)/.installed: pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[postgres]' transitions python-statemachine sismic dbos matplotlib
+	touch $@
+
+bench: $(BENCH_VENV)/.installed graphviz
+	$(BENCH_VENV)/bin/python bench/run_all.py
 
 # The documentation site, built strictly (a broken link, a missing page or a
 # missing --8<-- include fails) into site/; the CLI reference is generated

@@ -224,7 +224,8 @@ def main() -> None:
         "asyncio_floor": floor,
     }
     print(table(["what", "median (min–max)", "compared"], rows))
-    save("interpreter", data)
+    if not quick:
+        save("interpreter", data)
 
 
 if __name__ == "__main__":

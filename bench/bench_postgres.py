@@ -144,7 +144,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[8, 32], help="runs at once per worker")
     ap.add_argument("--repeat", type=int, default=3, help="measurements per configuration")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--quick", action="store_true", help="a few runs, one repeat, nothing saved (smoke test)")
     args = ap.parse_args()
+    if args.quick:
+        args.runs, args.concurrency, args.repeat = 40, [8], 1
     load_before = os.getloadavg()[0]  # the figures only compare with others measured at a similar load
     dsn = os.environ.get("SAGALANG_TEST_POSTGRES_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
     results: dict[str, Any] = {"runs": args.runs, "steps": 5, "handlers": "async no-op", "configs": {}}
@@ -191,7 +194,8 @@ def main() -> None:
         )
     )
     results["load_average"] = {"before": load_before, "after": load_after}
-    save("postgres", results)
+    if not args.quick:
+        save("postgres", results)
 
 
 if __name__ == "__main__":

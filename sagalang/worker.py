@@ -524,6 +524,10 @@ class _FencedStore:
         """Delegate."""
         return await self._store.request_cancel(run_id)
 
+    async def cancel_requested(self, run_id: str) -> bool:
+        """Delegate."""
+        return await self._store.cancel_requested(run_id)
+
     async def acquire(self, run_id: str, owner: str, ttl: float) -> int | None:
         """Delegate."""
         return await self._store.acquire(run_id, owner, ttl)
