@@ -685,3 +685,13 @@ def test_transfer_insufficient_funds_and_closed_target(runner: Any, in_repo: Any
     finally:
         conn.close()
     assert balance == 300.0
+
+
+def test_readme_shows_the_order_example_verbatim() -> None:
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```saga\n(.*?)```", readme, re.S)
+    assert block is not None
+    assert block.group(1) == (root / "specs" / "examples" / "order.saga").read_text(encoding="utf-8")
