@@ -58,8 +58,12 @@ def main() -> None:
         from report import write_page
 
         results = json.loads((HERE / "results.json").read_text()) if (HERE / "results.json").exists() else {}
-        (HERE / "tables.json").write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")
-        write_page(results, outputs)
+        tables_file = HERE / "tables.json"
+        # A partial run (--only) keeps the other benchmarks' last tables.
+        tables = json.loads(tables_file.read_text()) if tables_file.exists() else {}
+        tables.update({k: v for k, v in outputs.items() if k not in failed})
+        tables_file.write_text(json.dumps(tables, indent=2, sort_keys=True) + "\n")
+        write_page(results, tables)
     if failed:
         print("failed: " + ", ".join(failed), file=sys.stderr)
         sys.exit(1)
