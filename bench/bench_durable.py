@@ -277,7 +277,8 @@ def main() -> None:
             rows.append([f"DBOS sqlite, {dbos_concurrency} concurrent", f"{dbos_rate:,.0f}", "", "1×"])
         print("\nThroughput of concurrent 5-step sagas in one process\n")
         print(table(["engine", "sagas/s", "", "vs DBOS"], rows))
-        save("durable", results)
+        if not args.quick:
+            save("durable", results)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

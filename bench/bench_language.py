@@ -30,7 +30,7 @@ def saga_source(n: int) -> str:
         steps.append(
             f"    step s{i} {{\n"
             f'        do   svc.op{i % 7}(a: input.x, b: {prev}, c: "v${{input.y}}")\n'
-            f"        undo svc.undo(id: input.x, step: \"s{i}\")\n"
+            f'        undo svc.undo(id: input.x, step: "s{i}")\n'
             f"        retry attempts 3 backoff 100ms x2 max 1s\n"
             f"    }}\n"
         )
