@@ -142,6 +142,24 @@ def test_append_numbers_events_and_caches_status(pg_url: str) -> None:
     run(go, pg_url)
 
 
+def test_an_append_is_written_when_the_previous_writers_just_finished(pg_url: str) -> None:
+    # A writer task that has finished stays in the writer set until its done-callback
+    # runs; an append arriving in that window must still get a writer (it used to hang).
+    async def go(store: PostgresStore) -> None:
+        await store.create_run(record("w"))
+
+        async def finished() -> None:
+            return None
+
+        stale = [asyncio.create_task(finished()) for _ in range(4)]
+        await asyncio.gather(*stale)
+        store._writers.update(stale)
+        out = await asyncio.wait_for(store.append("w", [ev("saga.started", saga="demo")]), timeout=10)
+        assert [e.seq for e in out] == [1]
+
+    run(go, pg_url)
+
+
 def test_concurrent_appends_get_distinct_contiguous_seqs(pg_url: str) -> None:
     async def go(store: PostgresStore) -> None:
         await store.create_run(record("r"))

@@ -445,7 +445,9 @@ class PostgresStore:
         pending = _Append(run_id, batch, new_status, epoch, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         # Up to _WRITERS batches in flight: one is sent while another waits for its WAL flush.
-        if len(self._writers) < _WRITERS:
+        # Count only writers still running: a finished writer stays in the set until its
+        # done-callback runs, and counting it could leave this append with no writer at all.
+        if sum(1 for t in self._writers if not t.done()) < _WRITERS:
             task = asyncio.create_task(self._write_appends(), name="sagalang-pg-writer")
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
