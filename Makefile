@@ -69,7 +69,7 @@ bench: $(BENCH_VENV)/.installed graphviz
 # The documentation site, built strictly (a broken link, a missing page or a
 # missing --8<-- include fails) into site/; the CLI reference is generated
 # from the commands during the build (scripts/gen_cli_docs.py is a MkDocs hook).
-docs: $(STAMP)
+docs: $(STAMP) docs-diagrams
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # docs/img/*.svg and the gallery in docs/diagrams.md, generated from specs/examples (needs `dot`).
