@@ -391,6 +391,17 @@ class _Run:
         self._resolve_handlers()
 
     @property
+    def key_base(self) -> str:
+        """Idempotency keys start with this: the run id, plus ``#N`` from the N-th whole-saga attempt on.
+
+        A whole-saga retry starts again after a clean rollback; reusing the first
+        attempt's keys would let an idempotent handler answer with the effect it
+        already undid, so each attempt of the saga gets keys of its own.
+        """
+        n = self.state.saga_attempt
+        return self.run_id if n <= 1 else f"{self.run_id}#{n}"
+
+    @property
     def epoch(self) -> int | None:
         """The fencing token this driver writes with (None: no lease)."""
         return self._epoch
@@ -691,7 +702,7 @@ class _Run:
         if st is not None and item is not None:
             st = st.items.get(item)
         attempt = (st.attempts if st is not None else 0) + 1
-        key = f"{self.run_id}/{q}" if item is None else f"{self.run_id}/{q}/{item}"
+        key = f"{self.key_base}/{q}" if item is None else f"{self.key_base}/{q}/{item}"
         data = {"idempotency_key": key}
         # A plain async function without context, timeout or middleware is awaited right here.
         fast = self.fast.get(action.handler) if timeout is None and not self.step_middleware else None
@@ -936,7 +947,9 @@ class _Run:
             await self.emit("step.failed", q, None, None, _final(_error(f, None)))
             return False
         if st is None or st.status == "pending":
-            await self.emit("step.started", q, None, 1, {"idempotency_key": f"{self.run_id}/{q}", "items": len(items)})
+            await self.emit(
+                "step.started", q, None, 1, {"idempotency_key": f"{self.key_base}/{q}", "items": len(items)}
+            )
             st = self.state.steps[q]
         todo = deque(i for i in range(len(items)) if (it := st.items.get(i)) is None or it.status != "succeeded")
         limit = fe.limit or max(len(items), 1)
@@ -1012,7 +1025,7 @@ class _Run:
         """Run a sub-saga as one step; its steps are journaled as ``q/step``."""
         assert step.call is not None
         st = self.state.steps.get(q)
-        key = f"{self.run_id}/{q}"
+        key = f"{self.key_base}/{q}"
         if st is None or st.status == "pending":
             await self.emit("step.started", q, None, 1, {"idempotency_key": key, "saga": step.call.saga})
         if q in self.fail_at:
@@ -1181,7 +1194,7 @@ class _Run:
         result = None if st.uncertain else st.output
         uncertain = st.uncertain or st.output is None
         env = {**env, "result": result} if item is not None else {**env, "result": result, step.name: result}
-        key = f"{self.run_id}/{q}" if item is None else f"{self.run_id}/{q}/{item}"
+        key = f"{self.key_base}/{q}" if item is None else f"{self.key_base}/{q}/{item}"
         ns = _namespace(inv.handler)
         attempt = st.compensation_attempts + 1
         retryable: bool | None

@@ -146,10 +146,11 @@ def transaction(path: str | os.PathLike[str] | None = None) -> Iterator[sqlite3.
 def effect_key(ctx: Context) -> str:
     """The forward call's idempotency key, also when called from its undo.
 
-    ``Context`` documents the key as ``saga_id/step[/item]``; an undo rebuilds it
-    from those parts so that it finds the effect whatever key the undo call carries.
+    The engine hands an undo the same key as the forward call it undoes (including
+    the ``#N`` of a later whole-saga attempt); without one, it is rebuilt as
+    ``saga_id/step[/item]``.
     """
-    if not ctx.compensating and ctx.idempotency_key:
+    if ctx.idempotency_key:
         return ctx.idempotency_key
     key = f"{ctx.saga_id}/{ctx.step}"
     return key if ctx.item is None else f"{key}/{ctx.item}"
@@ -426,13 +427,22 @@ def violations(
     wanted = set(saga_ids) if saga_ids is not None else None
     problems: list[str] = []
     rows = effects(path)
+
+    def order(row: dict[str, Any]) -> tuple[str, int, int]:
+        # From the second whole-saga attempt on, keys read ``RUN#N/step``: the same step,
+        # a later attempt.
+        head, _, rest = row["key"].partition("/")
+        run, _, n = head.partition("#")
+        return f"{run}/{rest}", int(n) if n.isdigit() else 1, row["generation"]
+
     for e in rows:
         root = e["saga_id"].split("/")[0]
         if wanted is not None and e["saga_id"] not in wanted and root not in wanted:
             continue
         kept = e["saga_id"] in done or root in done
         # An earlier generation belongs to an attempt that was rolled back before the saga was retried.
-        latest = not any(o["key"] == e["key"] and o["generation"] > e["generation"] for o in rows)
+        base, attempt, generation = order(e)
+        latest = not any(order(o)[0] == base and order(o)[1:] > (attempt, generation) for o in rows)
         if e["undone"] > 1:
             problems.append(f"{e['key']}#{e['generation']}: undone {e['undone']} times")
         if e["status"] == "applied" and not kept:
