@@ -187,6 +187,10 @@ def _import_file(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:
         raise HandlerError(f"cannot load plugin file {path}")
+    # Like a script, a plugin file may import the modules that sit beside it.
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
     try:

@@ -53,7 +53,7 @@ def _effects_module() -> ModuleType:
     name = "sagalang_examples_effects"  # the name the example handlers load it under
     module = sys.modules.get(name)
     if module is None:
-        spec = importlib.util.spec_from_file_location(name, EXAMPLES / "handlers" / "effects.py")
+        spec = importlib.util.spec_from_file_location(name, EXAMPLES / "handlers" / "sagalang_examples_effects.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

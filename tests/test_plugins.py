@@ -138,3 +138,20 @@ def test_pyproject_plugins(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.sagalang]\nplugins = 3\n")
     with pytest.raises(HandlerError, match="must be a list"):
         Registry.discover(cwd=sub, entry_points=False)
+
+
+def test_a_plugin_file_imports_its_neighbours(tmp_path: Path) -> None:
+    folder = tmp_path / "plugs"
+    folder.mkdir()
+    (folder / "neighbour_helpers_x1.py").write_text("def greet(name):\n    return 'hello ' + name\n")
+    (folder / "greeter.py").write_text(
+        "import neighbour_helpers_x1 as helpers\n"
+        "from sagalang.plugins import handler\n\n"
+        "@handler('greet.hello')\n"
+        "def hello(name: str) -> dict:\n"
+        "    return {'text': helpers.greet(name)}\n"
+    )
+    reg = Registry()
+    assert reg.load_plugin(str(folder / "greeter.py")) == ["greet.hello"]
+    h = reg.resolve("greet.hello")
+    assert h.func is not None and h.func(name="ada") == {"text": "hello ada"}

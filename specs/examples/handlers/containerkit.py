@@ -16,31 +16,14 @@ looks at the failure and returns input overrides (another base image) or None.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
 from collections.abc import Mapping
-from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+# The shared effects module sits beside this file (plugin files may import their neighbours).
+import sagalang_examples_effects as fx
 
 from sagalang.context import Context, Failure
 from sagalang.plugins import handler
-
-
-def _load_effects() -> ModuleType:
-    """The shared effects module (one instance however many handler files load it)."""
-    name = "sagalang_examples_effects"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("effects.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-fx = _load_effects()
 
 LANGUAGES = {
     # language: (port, health path, recommended base image)

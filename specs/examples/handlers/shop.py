@@ -9,30 +9,13 @@ without ``@``. ``inject_fault(handler, n)`` makes the next n calls fail transien
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+# The shared effects module sits beside this file (plugin files may import their neighbours).
+import sagalang_examples_effects as fx
 
 from sagalang.context import Context, Failure
 from sagalang.plugins import handler
-
-
-def _load_effects() -> ModuleType:
-    """The shared effects module (one instance however many handler files load it)."""
-    name = "sagalang_examples_effects"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("effects.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-fx = _load_effects()
 
 UNSERVED_COUNTRIES = frozenset({"AQ"})
 
