@@ -372,32 +372,31 @@ class _Layout:
     def _starts(self, open_: int, close: int, kinds: set[str] | dict[str, str]) -> list[tuple[int, int]]:
         """(first, last) token of each clause directly inside the block ``open_``..``close``."""
         types = self.types
-        starts: list[int] = []
-        j = open_ + 1
-        while j < close:
-            ty = types[j]
-            if ty in _OPEN:
-                j = self.match[j] + 1
-                continue
-            if ty in kinds:
-                starts.append(j)
-                if ty in _STEP_KINDS:
-                    j += 1  # `pivot step`: one clause
-            j += 1
-        return [(s, (starts[i + 1] if i + 1 < len(starts) else close) - 1) for i, s in enumerate(starts)]
+        return self._spans(open_, close, lambda j: types[j] in kinds, lambda j: types[j] in _STEP_KINDS)
 
     def _named(self, open_: int, close: int) -> list[tuple[int, int]]:
         """(first, last) token of each ``NAME: ...`` entry directly inside a block."""
         types = self.types
+        return self._spans(open_, close, lambda j: types[j] == "NAME" and types[j + 1] == "COLON", lambda j: False)
+
+    def _spans(
+        self, open_: int, close: int, starts_here: Callable[[int], bool], two_tokens: Callable[[int], bool]
+    ) -> list[tuple[int, int]]:
+        """Split a block's top level into entries, each starting where ``starts_here`` holds.
+
+        Nested brackets are skipped whole; ``two_tokens`` marks a start whose next
+        token belongs to it too (``pivot step`` is one clause).
+        """
         starts: list[int] = []
         j = open_ + 1
         while j < close:
-            ty = types[j]
-            if ty in _OPEN:
+            if self.types[j] in _OPEN:
                 j = self.match[j] + 1
                 continue
-            if ty == "NAME" and types[j + 1] == "COLON":
+            if starts_here(j):
                 starts.append(j)
+                if two_tokens(j):
+                    j += 1
             j += 1
         return [(s, (starts[i + 1] if i + 1 < len(starts) else close) - 1) for i, s in enumerate(starts)]
 

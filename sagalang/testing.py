@@ -491,16 +491,27 @@ def _top(step: str) -> str:
 
 
 async def _inject_forward(faults: _Faults, step: str, effect: Callable[[], Any]) -> Any:
+    """Run ``effect`` (sync or async) under the active forward fault of ``step``."""
     fault = faults.forward(_top(step))
     if fault == "fail":
         raise Failure(INJECTED, f"injected failure at {step}", retryable=False)
     if fault == "flaky":
         raise Failure(FLAKY, f"injected transient failure at {step}")
     result = effect()
+    if asyncio.iscoroutine(result):
+        result = await result
     if fault == "timeout":
         # The effect happened but the caller never hears back: an uncertain outcome.
         await asyncio.sleep(faults.timeout_s * 20)
     return result
+
+
+def _inject_undo(faults: _Faults, step: str) -> None:
+    """Raise the active undo fault of ``step``, if any."""
+    if faults.undo(_top(step)) == "fail":
+        raise Failure(
+            "sagalang.InjectedUndoFailure", f"injected undo failure at {step}", retryable=faults.undo_retryable()
+        )
 
 
 def fake_registry(spec: Spec, log: EffectLog, faults: _Faults, outputs: Mapping[str, Any] | None = None) -> Registry:
@@ -542,36 +553,24 @@ def fake_registry(spec: Spec, log: EffectLog, faults: _Faults, outputs: Mapping[
 
     def make_undo(name: str) -> Callable[..., Any]:
         async def fake_undo(ctx: Context, **args: Any) -> Any:
-            if faults.undo(_top(ctx.step)) == "fail":
-                raise Failure(
-                    "sagalang.InjectedUndoFailure",
-                    f"injected undo failure at {ctx.step}",
-                    retryable=faults.undo_retryable(),
-                )
+            _inject_undo(faults, ctx.step)
             log.undo(ctx.idempotency_key, ctx.step, name, args)
             return None
 
         return fake_undo
 
     class _FakeStep:
+        """A step object whose execute and compensate are the fake do and undo."""
+
         def __init__(self, name: str) -> None:
-            self.name = name
+            self._do = make_do(name)
+            self._undo = make_undo(name)
 
         async def execute(self, ctx: Context, **args: Any) -> Any:
-            def effect() -> Any:
-                log.apply(ctx.idempotency_key, ctx.step, self.name)
-                return output_for(ctx.step)
-
-            return await _inject_forward(faults, ctx.step, effect)
+            return await self._do(ctx, **args)
 
         async def compensate(self, ctx: Context, **args: Any) -> Any:
-            if faults.undo(_top(ctx.step)) == "fail":
-                raise Failure(
-                    "sagalang.InjectedUndoFailure",
-                    f"injected undo failure at {ctx.step}",
-                    retryable=faults.undo_retryable(),
-                )
-            log.undo(ctx.idempotency_key, ctx.step, self.name, args)
+            return await self._undo(ctx, **args)
 
         def can_compensate(self) -> bool:
             return True
@@ -647,15 +646,10 @@ def _wrap_real(registry: Registry, spec: Spec, log: EffectLog, faults: _Faults) 
                         log.apply(ctx.idempotency_key, ctx.step, self.name)
                         return out
 
-                    return await _inject_forward_async(faults, ctx.step, go)
+                    return await _inject_forward(faults, ctx.step, go)
 
                 async def compensate(self, ctx: Context, **args: Any) -> Any:
-                    if faults.undo(_top(ctx.step)) == "fail":
-                        raise Failure(
-                            "sagalang.InjectedUndoFailure",
-                            f"injected undo failure at {ctx.step}",
-                            retryable=faults.undo_retryable(),
-                        )
+                    _inject_undo(faults, ctx.step)
                     await call_real(ctx, args, self.real, compensating=True)
                     log.undo(ctx.idempotency_key, ctx.step, self.name, args)
 
@@ -670,12 +664,7 @@ def _wrap_real(registry: Registry, spec: Spec, log: EffectLog, faults: _Faults) 
             ctx: Context, _real: Handler = real, _name: str = name, _undo: bool = is_undo, **args: Any
         ) -> Any:
             if _undo or ctx.compensating:
-                if faults.undo(_top(ctx.step)) == "fail":
-                    raise Failure(
-                        "sagalang.InjectedUndoFailure",
-                        f"injected undo failure at {ctx.step}",
-                        retryable=faults.undo_retryable(),
-                    )
+                _inject_undo(faults, ctx.step)
                 out = await call_real(ctx, args, _real)
                 log.undo(ctx.idempotency_key, ctx.step, _name, args)
                 return out
@@ -688,22 +677,10 @@ def _wrap_real(registry: Registry, spec: Spec, log: EffectLog, faults: _Faults) 
                     log.apply(ctx.idempotency_key, ctx.step, _name)
                 return out
 
-            return await _inject_forward_async(faults, ctx.step, go)
+            return await _inject_forward(faults, ctx.step, go)
 
         reg.add(name, wrapped, real.info.source)
     return reg
-
-
-async def _inject_forward_async(faults: _Faults, step: str, effect: Callable[[], Any]) -> Any:
-    fault = faults.forward(_top(step))
-    if fault == "fail":
-        raise Failure(INJECTED, f"injected failure at {step}", retryable=False)
-    if fault == "flaky":
-        raise Failure(FLAKY, f"injected transient failure at {step}")
-    result = await effect()
-    if fault == "timeout":
-        await asyncio.sleep(faults.timeout_s * 20)
-    return result
 
 
 # ---- crash simulation -------------------------------------------------------------------
