@@ -27,7 +27,7 @@ import random
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -63,6 +63,7 @@ _current_task = asyncio.current_task
 
 CRASH_ENV = "SAGALANG_CRASH_AFTER_APPEND"
 _EMPTY: Mapping[str, Any] = {}
+_NO_SECRETS: frozenset[str] = frozenset()
 # Status a store caches for a run after an event of this kind.
 _STATUS_AFTER = {
     "saga.started": "running",
@@ -112,6 +113,15 @@ _new_event = _event_maker()
 _crash_env = os.environ.get(CRASH_ENV, "")
 _CRASH_AFTER = int(_crash_env) if _crash_env.isdigit() else 0
 _appended = 0  # appends so far, across every run of the process
+
+
+def _crash_point(after: int) -> None:
+    """Count one journal append; SIGKILL this process at the ``after``-th (the crash hook)."""
+    global _appended
+    _appended += 1
+    if _appended == after:
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 # Runs driven by this process, so cancel() reaches them without polling the store.
 _LIVE: dict[tuple[int, str], _Run] = {}
@@ -299,13 +309,27 @@ def _expr_failure(err: ExprError, what: str) -> Failure:
 class _Scope:
     """One saga being driven: the entry saga, or a sub-saga behind a ``call`` step."""
 
-    __slots__ = ("comp", "dependents", "env", "graph", "input", "prefix", "retry", "saga", "spec_name", "timeout")
+    __slots__ = (
+        "comp",
+        "dependents",
+        "env",
+        "fresh",
+        "graph",
+        "input",
+        "key_prefix",
+        "prefix",
+        "retry",
+        "saga",
+        "spec_name",
+        "timeout",
+    )
 
     def __init__(self, run: _Run, saga: ir.Saga, graph: SagaGraph, prefix: str, input: dict[str, Any]) -> None:
         self.saga = saga
         self.spec_name = saga.name
         self.graph = graph
         self.prefix = prefix
+        self.key_prefix = run.key_base + "/"  # idempotency keys: key_prefix + step
         self.input = input
         self.env: dict[str, Any] = {
             "input": input,
@@ -316,6 +340,9 @@ class _Scope:
         self.retry = defaults.retry if defaults is not None else None
         self.timeout = defaults.timeout.ms / 1000 if defaults is not None and defaults.timeout is not None else None
         self.comp = saga.compensation
+        self.fresh = run.fresh and not prefix
+        if self.fresh:
+            return  # nothing has run yet: no outputs to pick up
         steps = run.state.steps
         for name in graph.order:
             st = steps.get(prefix + name)
@@ -332,6 +359,19 @@ class _Scope:
 
 class _Run:
     """Drives one run: emits events, schedules steps, compensates."""
+
+    # Defaults, overridden per instance where a run differs (most runs never do).
+    listeners: tuple[Listener, ...] = ()
+    middleware: tuple[Middleware, ...] = ()
+    step_middleware: tuple[StepMiddleware, ...] = ()
+    fail_at: frozenset[str] = frozenset()
+    clock: Clock = SystemClock()
+    sync_journal = False  # set by the epoch setter
+    stop: str | None = None  # why forward progress stopped: failure | cancel | timeout
+    external_cancel = False
+    cancel_ignored: str | None = None  # a cancel that came after the pivot
+    fresh = False  # the run starts from nothing: no step has a state to look at yet
+    crash_after = _CRASH_AFTER
 
     def __init__(
         self,
@@ -355,40 +395,34 @@ class _Run:
         self.registry = registry
         self.run_id = run_id
         self.input = input
-        self.listeners = tuple(listeners)
-        self.middleware = tuple(middleware)
-        self.step_middleware = tuple(step_middleware)
-        self.fail_at = frozenset(fail_at)
-        self.clock: Clock = clock or SystemClock()
+        # The defaults (no listeners, middleware or faults, the system clock) are class attributes.
+        if listeners:
+            self.listeners = tuple(listeners)
+        if middleware:
+            self.middleware = tuple(middleware)
+        if step_middleware:
+            self.step_middleware = tuple(step_middleware)
+        if fail_at:
+            self.fail_at = frozenset(fail_at)
+        if clock is not None:
+            self.clock = clock
         self._now = self.clock.time
-        self._append = store.append
-        # The memory store appends without a coroutine (nothing to wait for).
-        # Looked up on the class: a wrapper that forwards attributes (a fault-injecting store)
-        # must see every append through its own ``append``.
-        append_now = getattr(type(store), "append_now", None)
-        self._append_now: Callable[[str, Event, str | None], Event] | None = (
-            append_now.__get__(store) if append_now is not None else None
-        )
-        self.sync_journal = False  # set by the epoch setter
+        # The memory store appends without a coroutine (nothing to wait for), and takes
+        # compact rows for step events (the quick path's journal). Looked up on the class:
+        # a wrapper that forwards attributes (a fault-injecting store) must see every
+        # append through its own ``append``. Kept unbound: one bound method less per run.
+        cls = type(store)
+        self._append_now: Callable[[Store, str, Event, str | None], Event] | None = getattr(cls, "append_now", None)
+        self._row_log: Callable[[Store, str], list[Any]] | None = getattr(cls, "row_log", None)
         self.executor = executor
         self.state = state or RunState(run_id, saga=spec.entry)
         self.seq = self.state.last_seq
         self.epoch = epoch
-        self.secrets = secret_values(input, spec.secrets())
-        self.handlers: dict[str, Handler] = {}
-        self.fast: dict[str, Any] = {}  # handlers awaited directly: async functions without ctx
-        self.pivot_like: dict[tuple[str, str], bool] = {}
-        self.stop: str | None = None  # why forward progress stopped: failure | cancel | timeout
-        self.external_cancel = False
-        self.cancel_ignored: str | None = None  # a cancel that came after the pivot
         self.zones: set[asyncio.Task[Any]] = set()
         self.done_order: dict[str, int] = {}  # step -> seq at which it finished (for reverse order)
-        self.pivoted = False
         self.scopes: dict[str, _Scope] = {}
-        self.failed: str | None = None
-        self.siblings_cancel = bool(spec.saga.on_failure is not None and spec.saga.on_failure.siblings == "cancel")
-        self.crash_after = _CRASH_AFTER
         self._resolve_handlers()
+        self.secrets = secret_values(input, self.secret_fields) if self.secret_fields else _NO_SECRETS
 
     @property
     def key_base(self) -> str:
@@ -410,24 +444,60 @@ class _Run:
     def epoch(self, value: int | None) -> None:
         self._epoch = value
         self._epoch0 = value or 0
-        self.sync_journal = value is None and getattr(self, "_append_now", None) is not None
+        self.sync_journal = value is None and self._append_now is not None
 
     # ---- set-up ---------------------------------------------------------------
     def _resolve_handlers(self) -> None:
         # Resolving is the same for every run of one spec with one registry: cache it on the spec.
-        cache: dict[int, tuple[Registry, dict[str, Handler], dict[tuple[str, str], bool], dict[str, Any]]]
-        cache = self.spec.__dict__.setdefault("_plans", {})
+        cache: dict[int, tuple[Registry, dict[str, Any]]] = self.spec.__dict__.setdefault("_plans", {})
         found = cache.get(id(self.registry))
         if found is not None and found[0] is self.registry:
-            self.handlers, self.pivot_like, self.fast = found[1], found[2], found[3]
+            self.__dict__.update(found[1])
             return
+        self.handlers: dict[str, Handler] = {}
+        self.pivot_like: dict[tuple[str, str], bool] = {}
         self._resolve_now()
-        self.fast = {
+        # Handlers awaited directly: async functions without ctx.
+        self.fast: dict[str, Any] = {
             name: h.func
             for name, h in self.handlers.items()
             if h.func is not None and h.info.is_async and not h.wants_context
         }
-        cache[id(self.registry)] = (self.registry, self.handlers, self.pivot_like, self.fast)
+        self.quick_plans: dict[str, dict[str, tuple[Callable[..., Awaitable[Any]], tuple[ir.Arg, ...]]]] = {
+            name: self._quick_plans(saga) for name, saga in self.spec.sagas.items()
+        }
+        on_failure = self.spec.saga.on_failure
+        self.siblings_cancel = bool(on_failure is not None and on_failure.siblings == "cancel")
+        self.secret_fields = self.spec.secrets()
+        names = ("handlers", "pivot_like", "fast", "quick_plans", "siblings_cancel", "secret_fields")
+        cache[id(self.registry)] = (self.registry, {n: getattr(self, n) for n in names})
+
+    def _quick_plans(self, saga: ir.Saga) -> dict[str, tuple[Callable[..., Awaitable[Any]], tuple[ir.Arg, ...]]]:
+        """The steps of ``saga`` that :meth:`quick` may run: a plain async handler, nothing around it.
+
+        No condition, fan-out, sub-saga, timeout or output schema; the handler an
+        async function that takes no context. What the step needs per run (a
+        quiet journal, no middleware, no injected faults, no secrets) is checked
+        by :meth:`forward`.
+        """
+        defaults = saga.defaults
+        if defaults is not None and defaults.timeout is not None:
+            return {}
+        plans: dict[str, tuple[Callable[..., Awaitable[Any]], tuple[ir.Arg, ...]]] = {}
+        for step in saga.steps():
+            if (
+                step.do is None
+                or step.when is not None
+                or step.foreach is not None
+                or step.call is not None
+                or step.timeout is not None
+                or step.output_schema is not None
+            ):
+                continue
+            func = self.fast.get(step.do.handler)
+            if func is not None:
+                plans[step.name] = (func, tuple(step.do.args))
+        return plans
 
     def _resolve_now(self) -> None:
         for saga in self.spec.sagas.values():
@@ -464,6 +534,16 @@ class _Run:
             graph.__dict__["_sagalang_dependents"] = found
         return found
 
+    @staticmethod
+    def initial_waiting(graph: SagaGraph) -> tuple[dict[str, int], tuple[str, ...]]:
+        """How many dependencies each step waits for at the start, and the steps that wait for none."""
+        found: tuple[dict[str, int], tuple[str, ...]] | None = graph.__dict__.get("_sagalang_waiting")
+        if found is None:
+            waiting = {n: len(graph.deps[n]) for n in graph.order}
+            found = (waiting, tuple(n for n in graph.order if not waiting[n]))
+            graph.__dict__["_sagalang_waiting"] = found
+        return found
+
     def track(self, ev: Event) -> None:
         """Remember completion order (reverse completion order is the default undo order)."""
         if ev.item is None and ev.step is not None:
@@ -491,7 +571,7 @@ class _Run:
             seq = self.seq = self.seq + 1
             ev = _new_event(kind, self.run_id, seq, self._now(), step, item, attempt, data, self._epoch0)
             # Journal first: the event is durable before anything else happens.
-            stored = await self._append(self.run_id, (ev,), _STATUS_AFTER.get(kind), self._epoch)
+            stored = await self.store.append(self.run_id, (ev,), _STATUS_AFTER.get(kind), self._epoch)
             if stored:
                 ev = stored[0]
                 if ev.seq != seq:
@@ -510,19 +590,16 @@ class _Run:
         data: Mapping[str, Any] = _EMPTY,
     ) -> Event:
         """``emit`` without a coroutine, for a store that appends synchronously (memory) and no listeners."""
-        global _appended
         if self.secrets and data:
             data = redact(data, self.secrets)
         seq = self.seq = self.seq + 1
         ev = _new_event(kind, self.run_id, seq, self._now(), step, item, attempt, data, 0)
-        ev = self._append_now(self.run_id, ev, _STATUS_AFTER.get(kind))  # type: ignore[misc]
+        ev = self._append_now(self.store, self.run_id, ev, _STATUS_AFTER.get(kind))  # type: ignore[misc]
         if ev.seq != seq:
             self.seq = ev.seq
         # _after_append inlined: this is the hot path.
         if self.crash_after:
-            _appended += 1
-            if _appended == self.crash_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+            _crash_point(self.crash_after)
         fn = _APPLY.get(kind)
         if fn is not None:
             fn(self.state, ev)
@@ -533,11 +610,8 @@ class _Run:
 
     def _after_append(self, ev: Event) -> None:
         # Everything that follows a journal append: the crash hook, the fold, completion order.
-        global _appended
         if self.crash_after:
-            _appended += 1
-            if _appended == self.crash_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+            _crash_point(self.crash_after)
         kind = ev.kind
         fn = _APPLY.get(kind)  # state.apply inlined: this is the hot path
         if fn is not None:
@@ -586,33 +660,49 @@ class _Run:
         graph = sc.graph
         steps = self.state.steps
         prefix = sc.prefix
-        waiting: dict[str, int] = {}
-        ready: deque[str] = deque()
         failure: str | None = None
-        done: set[str] = set()
-        for name in graph.topo if steps else ():
-            st = steps.get(prefix + name)
-            status = st.status if st is not None else "pending"
-            if status in ("succeeded", "skipped"):
-                done.add(name)
-            elif status == "failed" and failure is None:
-                failure = prefix + name
-        for name in graph.order:
-            if name in done:
-                continue
-            n = sum(1 for d in graph.deps[name] if d not in done) if done else len(graph.deps[name])
-            waiting[name] = n
-            if n == 0:
-                ready.append(name)
+        if sc.fresh:
+            # Nothing has run: every step waits for all its dependencies.
+            sc.fresh = False
+            waiting, roots = self.initial_waiting(graph)
+            waiting = waiting.copy()
+            ready: deque[str] = deque(roots)
+        else:
+            waiting = {}
+            ready = deque()
+            done: set[str] = set()
+            for name in graph.topo if steps else ():
+                st = steps.get(prefix + name)
+                status = st.status if st is not None else "pending"
+                if status in ("succeeded", "skipped"):
+                    done.add(name)
+                elif status == "failed" and failure is None:
+                    failure = prefix + name
+            for name in graph.order:
+                if name in done:
+                    continue
+                n = 0
+                for d in graph.deps[name]:
+                    if d not in done:
+                        n += 1
+                waiting[name] = n
+                if n == 0:
+                    ready.append(name)
         dependents = sc.dependents
         inflight: dict[asyncio.Task[bool], str] = {}
+        plans = self.quick_plans.get(sc.spec_name, _EMPTY) if self._quick_ok() else _EMPTY
+        rows: list[Any] = self._row_log(self.store, self.run_id) if plans and self._row_log is not None else []
         while True:
             while ready and self.stop is None and failure is None:
                 name = ready.popleft()
+                plan = plans.get(name)
                 if not ready and not inflight:
                     # One step ready and nothing running: run it inline, no task.
                     try:
-                        ok = await self.step(sc, name)
+                        if plan is not None:
+                            ok = await self.quick(sc, name, plan[0], plan[1], rows)
+                        else:
+                            ok = await self.step(sc, name)
                     except asyncio.CancelledError:
                         self._external()
                         ok = False
@@ -625,7 +715,8 @@ class _Run:
                         failure = failure or prefix + name
                         self.failed_for_good()
                     continue
-                task = asyncio.get_running_loop().create_task(self.step(sc, name))
+                coro = self.quick(sc, name, plan[0], plan[1], rows) if plan is not None else self.step(sc, name)
+                task = asyncio.get_running_loop().create_task(coro)
                 inflight[task] = name
             if not inflight:
                 break
@@ -656,6 +747,87 @@ class _Run:
         if failure is None and self.stop is not None:
             return None
         return failure
+
+    def _quick_ok(self) -> bool:
+        # The quick path journals compact rows itself: only with a synchronous
+        # journal that takes them and nothing that must see each step go by.
+        return bool(
+            self.sync_journal
+            and self._row_log is not None
+            and not self.listeners
+            and not self.step_middleware
+            and not self.fail_at
+            and not self.secrets
+        )
+
+    async def quick(
+        self,
+        sc: _Scope,
+        name: str,
+        func: Callable[..., Awaitable[Any]],
+        arg_exprs: tuple[ir.Arg, ...],
+        rows: list[Any],
+    ) -> bool:
+        """:meth:`step` for a plain async handler on a quiet journal, with the events folded inline.
+
+        It journals and folds exactly what :meth:`attempts` would (``step.started``,
+        then ``step.succeeded``); anything else (the handler raised, the run was
+        stopped) is handed to :meth:`attempts` where it stands.
+        """
+        q = sc.prefix + name if sc.prefix else name
+        state = self.state
+        st = state.steps.get(q)
+        seq = self.seq + 1
+        if st is None or len(rows) != seq - 1 or st.status not in ("pending", "running"):
+            return await self.step(sc, name)
+        attempt = st.attempts + 1
+        self.seq = seq
+        t = self._now()
+        rows.append(("step.started", seq, t, q, attempt, sc.key_prefix + q))
+        if self.crash_after:
+            _crash_point(self.crash_after)
+        # The fold of step.started (state._step_started), inline.
+        st.status = "running"
+        st.attempts = attempt
+        if st.started_at is None:
+            st.started_at = t
+        state.last_seq = seq
+        env = sc.env
+        try:
+            try:
+                args = _eval_args(arg_exprs, env) if arg_exprs else {}
+            except ExprError as err:
+                raise _expr_failure(err, f"step {q!r}: argument") from None
+            if self.stop is not None:
+                raise _NotCalled
+            task = _current_task()
+            zones = self.zones
+            zones.add(task)  # type: ignore[arg-type]
+            try:
+                result = await func(**args)
+            finally:
+                zones.discard(task)
+            output = _jsonable(result)
+        except BaseException as exc:  # attempts() sorts it out, re-raising what it must
+            return await self.attempts(sc, sc.graph.steps[name], q, None, env, pending=exc)
+        seq = self.seq = self.seq + 1
+        if len(rows) != seq - 1:
+            self.seq -= 1
+            self.emit_now("step.succeeded", q, None, attempt, {"output": output})
+        else:
+            t = self._now()
+            rows.append(("step.succeeded", seq, t, q, attempt, output))
+            if self.crash_after:
+                _crash_point(self.crash_after)
+            # The fold of step.succeeded (state._step_succeeded) and the completion order, inline.
+            st.status = "succeeded"
+            st.output = output
+            st.error = None
+            st.ended_at = t
+            state.last_seq = seq
+            self.done_order[q] = seq
+        env[name] = st.output
+        return True
 
     def failed_for_good(self) -> None:
         """A step failed for good: start nothing new anywhere; ``siblings cancel`` interrupts the rest."""
@@ -691,8 +863,20 @@ class _Run:
             sc.env[name] = self.state.steps[q].output
         return ok
 
-    async def attempts(self, sc: _Scope, step: ir.Step, q: str, item: int | None, env: Mapping[str, Any]) -> bool:
-        """Call the step's handler until it succeeds or fails for good (retry policy)."""
+    async def attempts(
+        self,
+        sc: _Scope,
+        step: ir.Step,
+        q: str,
+        item: int | None,
+        env: Mapping[str, Any],
+        pending: BaseException | None = None,
+    ) -> bool:
+        """Call the step's handler until it succeeds or fails for good (retry policy).
+
+        ``pending``: the first attempt was already journaled and ended with this
+        exception (:meth:`quick` hands over its failures this way).
+        """
         action = step.do or step.use
         assert action is not None
         handler = self.handlers[action.handler]
@@ -701,7 +885,7 @@ class _Run:
         st = self.state.steps.get(q)
         if st is not None and item is not None:
             st = st.items.get(item)
-        attempt = (st.attempts if st is not None else 0) + 1
+        attempt = (st.attempts if st is not None else 0) + (1 if pending is None else 0)
         key = f"{self.key_base}/{q}" if item is None else f"{self.key_base}/{q}/{item}"
         data = {"idempotency_key": key}
         # A plain async function without context, timeout or middleware is awaited right here.
@@ -709,17 +893,22 @@ class _Run:
         zones = self.zones
         quiet = self.sync_journal and not self.listeners
         while True:
-            if quiet:
+            if pending is not None:
+                pass  # journaled by the caller
+            elif quiet:
                 self.emit_now("step.started", q, item, attempt, data)
             else:
                 await self.emit("step.started", q, item, attempt, data)
             uncertain = False
             retryable: bool | None
             try:
+                if pending is not None:
+                    exc, pending = pending, None
+                    raise exc
                 if q in self.fail_at:
                     raise Failure("sagalang.InjectedFailure", f"failure injected at step {q!r}", retryable=False)
                 try:
-                    args = {a.name: evaluate(a.value, env) for a in action.args} if action.args else {}
+                    args = _eval_args(action.args, env) if action.args else {}
                 except ExprError as err:
                     raise _expr_failure(err, f"step {q!r}: argument") from None
                 if self.stop is not None:
@@ -1238,7 +1427,9 @@ class _Run:
     def root_scope(self) -> _Scope:
         """A fresh scope for the entry saga (after a whole-saga retry too)."""
         self.scopes = {}
-        return _Scope(self, self.spec.saga, self.spec.graph, "", self.input)
+        sc = _Scope(self, self.spec.saga, self.spec.graph, "", self.input)
+        self.fresh = False
+        return sc
 
     def _pivot_done(self) -> bool:
         for q, st in self.state.steps.items():
@@ -1259,62 +1450,62 @@ class _Run:
             saga = self.spec.sagas[step.call.saga]
         return saga.name, parts[-1]
 
-    async def drive(self, fresh: bool) -> RunResult:
-        """Run (or continue) the saga to a terminal state."""
-        key = (id(self.store), self.run_id)
-        _LIVE[key] = self
-        try:
-            if self.middleware:
-                ctx = Context(self.run_id, self.spec.entry, "", self.state.saga_attempt, self.run_id, input=self.input)
+    def drive(self, fresh: bool) -> Coroutine[Any, Any, RunResult]:
+        """Run (or continue) the saga to a terminal state (through the saga middleware, if any)."""
+        return self._drive_through(fresh) if self.middleware else self._drive(fresh)
 
-                async def innermost(c: Context) -> Any:
-                    return await self._drive(fresh)
+    async def _drive_through(self, fresh: bool) -> RunResult:
+        ctx = Context(self.run_id, self.spec.entry, "", self.state.saga_attempt, self.run_id, input=self.input)
 
-                call: Callable[[Context], Awaitable[Any]] = innermost
-                for mw in reversed(self.middleware):
-                    call = _bind(mw, call)
-                result: RunResult = await call(ctx)
-                return result
+        async def innermost(c: Context) -> Any:
             return await self._drive(fresh)
-        finally:
-            if _LIVE.get(key) is self:
-                del _LIVE[key]
+
+        call: Callable[[Context], Awaitable[Any]] = innermost
+        for mw in reversed(self.middleware):
+            call = _bind(mw, call)
+        result: RunResult = await call(ctx)
+        return result
 
     async def _drive(self, fresh: bool) -> RunResult:
-        saga = self.spec.saga
-        state = self.state
-        if fresh or state.status == "queued" or not state.started_at:
-            await self.emit(
-                "saga.started",
-                None,
-                None,
-                None,
-                {
-                    "saga": saga.name,
-                    "version": saga.version,
-                    "input": self.input,
-                    "attempt": state.saga_attempt,
-                    "steps": list(self.spec.graph.order),
-                },
-            )
+        key = (id(self.store), self.run_id)
+        _LIVE[key] = self
         timer: asyncio.TimerHandle | None = None
         watcher: asyncio.Task[None] | None = None
-        loop = asyncio.get_running_loop()
-        if saga.timeout is not None:
-            left = saga.timeout.ms / 1000
-            if state.started_at:
-                left -= max(0.0, self.clock.time() - state.started_at)
-            timer = loop.call_later(max(left, 0.0), self.cancel, "timeout")
-        # A store that delivers cancel requests itself (the worker's: LISTEN/NOTIFY) needs no polling.
-        if not _is_memory(self.store) and not getattr(self.store, "pushes_cancel", False):
-            watcher = loop.create_task(self._watch_cancel())
         try:
+            saga = self.spec.saga
+            state = self.state
+            if fresh or state.status == "queued" or not state.started_at:
+                self.fresh = not any(st.status != "pending" for st in state.steps.values())
+                await self.emit(
+                    "saga.started",
+                    None,
+                    None,
+                    None,
+                    {
+                        "saga": saga.name,
+                        "version": saga.version,
+                        "input": self.input,
+                        "attempt": state.saga_attempt,
+                        "steps": list(self.spec.graph.order),
+                    },
+                )
+            loop = asyncio.get_running_loop()
+            if saga.timeout is not None:
+                left = saga.timeout.ms / 1000
+                if state.started_at:
+                    left -= max(0.0, self.clock.time() - state.started_at)
+                timer = loop.call_later(max(left, 0.0), self.cancel, "timeout")
+            # A store that delivers cancel requests itself (the worker's: LISTEN/NOTIFY) needs no polling.
+            if not _is_memory(self.store) and not getattr(self.store, "pushes_cancel", False):
+                watcher = loop.create_task(self._watch_cancel())
             return await self._attempts_loop()
         finally:
             if timer is not None:
                 timer.cancel()
             if watcher is not None:
                 watcher.cancel()
+            if _LIVE.get(key) is self:
+                del _LIVE[key]
 
     async def _watch_cancel(self) -> None:
         # Another process (``sagalang cancel``) flags the run in the store.
@@ -1489,6 +1680,11 @@ class _TimedOut(Exception):
         self.seconds = seconds
 
 
+def _eval_args(args: Iterable[ir.Arg], env: Mapping[str, Any]) -> dict[str, Any]:
+    # A function of its own: a comprehension inline would give the caller's frame a closure cell per call.
+    return {a.name: evaluate(a.value, env) for a in args}
+
+
 def _bind(mw: Middleware, nxt: Callable[[Context], Awaitable[Any]]) -> Callable[[Context], Awaitable[Any]]:
     async def call(c: Context) -> Any:
         return await mw(nxt, c)
@@ -1544,7 +1740,12 @@ async def start(
     **options: Any,
 ) -> tuple[_Run, bool]:
     """Check the input, create the run record and build its driver (used by run and the coordinator)."""
-    data = dict(input or {}) if checked else spec.prepare_input(dict(input or {}))
+    if not checked:
+        data = spec.prepare_input(input)
+    elif type(input) is dict:
+        data = input  # the caller's prepare_input made it
+    else:
+        data = dict(input or {})
     rid = run_id or _new_run_id(spec.entry)
     now = time.time()
     record = RunRecord(
@@ -1597,10 +1798,11 @@ async def run(
         "clock": clock,
         "executor": executor,
     }
-    data = spec.prepare_input(dict(input or {}))
+    data = spec.prepare_input(input)
     rid = run_id or _new_run_id(spec.entry)
     if run_id is not None and await store.get_run(run_id) is not None:
         return await resume(run_id, store=store, registry=registry, **options)
+    # prepare_input returned a new dict: the run may keep it as it is.
     r, created = await start(spec, data, store=store, registry=registry, run_id=rid, checked=True, **options)
     if not created:
         return await resume(rid, store=store, registry=registry, **options)

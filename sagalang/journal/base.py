@@ -33,7 +33,7 @@ class LeaseHeldError(StoreError):
     """Another live process drives this run."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """A run as the store keeps it; ``status`` is a cache of the journal's fold.
 
