@@ -1,4 +1,4 @@
-"""Interpreter benchmarks: per-step cost against ``transitions``, and 10,000 concurrent sagas.
+"""Interpreter benchmarks: per-step cost against ``transitions``, cost by saga size, and concurrency.
 
 Run: ``python bench/bench_interpreter.py [--quick]`` (prints a table, merges its
 figures into bench/results.json under ``interpreter``).
@@ -11,16 +11,28 @@ figures into bench/results.json under ``interpreter``).
    shared machine wall time mostly measures the neighbours. ``transitions`` is
    not a dependency; without it the peer is skipped.
 2. The same with sync handlers (each call goes through the thread pool).
-3. 10,000 concurrent 5-step sagas whose handlers each await 10 ms: wall time
-   against the ideal (50 ms + 50,000 × per-step cost) and peak RSS.
+3. Cost by saga size: one run of a 1-, 10-, 40- and 100-step saga, split into
+   the run's fixed set-up and the cost of each further step (a least-squares line).
+4. Concurrency: 1,000 to 10,000 concurrent 5-step sagas whose handlers each
+   await 10 ms, each count in a fresh child process: wall time, CPU time, time
+   in the garbage collector and peak RSS, next to the same workload in bare
+   asyncio (one task per saga, five sleeps). Twice: with CPython's default
+   collector settings, and with the collector tuned as a service would
+   (``gc.set_threshold(700, 10, 100)``: full collections ten times rarer).
+   The ideal is the issue's (50 ms + 50,000 × the per-step cost of 1.), and,
+   since that leaves out what the handlers' own sleeps cost asyncio, also the
+   bare-asyncio wall time + 50,000 × the per-step cost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -133,6 +145,30 @@ def stat(samples: list[float]) -> dict[str, float]:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "repeat": len(samples)}
 
 
+GC_MODES = {
+    "default": None,  # CPython's settings: (700, 10, 10)
+    "tuned": (700, 10, 100),  # full collections ten times rarer, as a service with many runs in flight sets it
+}
+
+
+def _gc_timer() -> dict[str, float]:
+    """Seconds spent in the cyclic garbage collector from now on (gc.callbacks)."""
+    spent = {"seconds": 0.0, "full": 0.0}
+    started = [0.0]
+
+    def cb(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            took = time.perf_counter() - started[0]
+            spent["seconds"] += took
+            if info.get("generation") == 2:
+                spent["full"] += took
+
+    gc.callbacks.append(cb)
+    return spent
+
+
 def concurrent(spec: Spec, registry: Registry, sagas: int) -> dict[str, float]:
     """Wall time of ``sagas`` concurrent runs of ``spec`` through a Coordinator."""
 
@@ -169,14 +205,62 @@ def asyncio_floor(sagas: int, steps: int) -> float:
     return asyncio.run(go())
 
 
+def child(what: str, sagas: int, mode: str) -> None:
+    """One concurrency measurement in this (fresh) process; prints it as JSON."""
+    thresholds = GC_MODES[mode]
+    if thresholds is not None:
+        gc.set_threshold(*thresholds)
+    spent = _gc_timer()
+    cpu0 = time.process_time()
+    if what == "asyncio":
+        out: dict[str, float] = {"wall": asyncio_floor(sagas, 5)}
+    else:
+        out = concurrent(_spec(_linear(5, "b.sleep")), _registry(), sagas)
+    out["cpu"] = time.process_time() - cpu0
+    out["gc_seconds"] = spent["seconds"]
+    out["gc_full_seconds"] = spent["full"]
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def in_child(what: str, sagas: int, mode: str) -> dict[str, float]:
+    """Run :func:`child` in a fresh interpreter: every count starts from the same heap."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", what, str(sagas), mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def by_size(registry: Registry, sizes: list[int], runs: int, repeat: int) -> dict[str, object]:
+    """CPU time of one run by saga size, and the line through it: fixed set-up + cost per step."""
+    per_saga: dict[str, dict[str, float]] = {}
+    for n in sizes:
+        sampler = per_step_sampler(_spec(_linear(n, "b.noop")), registry, n, max(runs // n, 20))
+        sampler()  # warm-up
+        per_saga[str(n)] = stat([sampler() * n for _ in range(repeat)])
+    xs = [float(n) for n in sizes]
+    ys = [per_saga[str(n)]["median"] for n in sizes]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return {"per_saga": per_saga, "fixed": my - slope * mx, "per_step": slope}
+
+
 def main() -> None:
     """Measure, print the table, merge into results.json."""
+    if "--child" in sys.argv:
+        i = sys.argv.index("--child")
+        child(sys.argv[i + 1], int(sys.argv[i + 2]), sys.argv[i + 3])
+        return
     quick = "--quick" in sys.argv
     repeat = 3 if quick else 7
     registry = _registry()
     linear = _spec(_linear(10, "b.noop"))
     linear_sync = _spec(_linear(10, "b.sync"))
-    five = _spec(_linear(5, "b.sleep"))
     sagas = 100 if quick else 300
 
     samplers: dict[str, Callable[[], float]] = {
@@ -191,14 +275,11 @@ def main() -> None:
     ours, ours_sync = stat(samples["ours"]), stat(samples["sync"])
     peer = stat(samples["peer"]) if "peer" in samples else None
     # Only ratios of samples taken side by side count on a noisy machine.
-    ratios = [a / b for a, b in zip(samples["ours"], samples.get("peer", []))]
-    n_conc = 2_000 if quick else 10_000
-    floor = asyncio_floor(n_conc, 5)
-    conc = concurrent(five, registry, n_conc)
-    ideal = 0.050 + n_conc * 5 * ours["median"]
+    ratios = [a / b for a, b in zip(samples["ours"], samples.get("peer", []), strict=False)]
+    sizes = by_size(registry, [1, 10] if quick else [1, 10, 40, 100], 300 if quick else 3000, repeat)
 
     rows = [["sagalang, async no-op step (memory store)", fmt_stat(ours), ""]]
-    data: dict[str, object] = {"step_async": ours, "step_sync": ours_sync}
+    data: dict[str, object] = {"step_async": ours, "step_sync": ours_sync, "by_size": sizes}
     if peer is not None:
         ratio = statistics.median(ratios)
         rows[0][2] = f"{ratio:.2f}× transitions (median of paired ratios, {min(ratios):.2f}–{max(ratios):.2f})"
@@ -208,22 +289,83 @@ def main() -> None:
     else:
         rows.append(["transitions", "not installed: peer skipped", ""])
     rows.append(["sagalang, sync no-op step (thread pool)", fmt_stat(ours_sync), ""])
+    per_size = sizes["per_saga"]
+    assert isinstance(per_size, dict)
+    for n, st in per_size.items():
+        rows.append([f"one run of a {n}-step saga (async no-op)", fmt_stat(st), ""])
     rows.append(
         [
-            f"{n_conc:,} concurrent 5-step sagas, 10 ms handlers",
-            fmt_time(conc["wall"]),
-            f"{conc['wall'] / ideal:.2f}× ideal ({fmt_time(ideal)}), peak RSS {conc['peak_rss_mb']:.0f} MB",
+            "… as a line: set-up + steps × per step",
+            f"{fmt_time(float(sizes['fixed']))} + n × {fmt_time(float(sizes['per_step']))}",  # type: ignore[arg-type]
+            "",
         ]
     )
-    rows.append(["same workload in bare asyncio (the floor)", fmt_time(floor), f"{floor / ideal:.2f}× ideal"])
-    data["concurrent"] = {
-        "sagas": n_conc,
-        **conc,
-        "ideal": ideal,
-        "ratio_vs_ideal": conc["wall"] / ideal,
-        "asyncio_floor": floor,
-    }
+
+    counts = [500, 2_000] if quick else [1_000, 2_500, 5_000, 10_000]
+    per_step = ours["median"]
+    conc: dict[str, dict[str, dict[str, float]]] = {}
+    for mode in GC_MODES:
+        conc[mode] = {}
+        for n in counts:
+            floor = in_child("asyncio", n, mode)
+            ours_n = in_child("sagalang", n, mode)
+            ideal = 0.050 + n * 5 * per_step
+            ideal_h = floor["wall"] + n * 5 * per_step
+            conc[mode][str(n)] = {
+                **ours_n,
+                "asyncio_floor": floor["wall"],
+                "asyncio_floor_gc_seconds": floor["gc_seconds"],
+                "ideal": ideal,
+                "ratio_vs_ideal": ours_n["wall"] / ideal,
+                "ideal_with_handlers": ideal_h,
+                "ratio_vs_ideal_with_handlers": ours_n["wall"] / ideal_h,
+            }
+    top = str(counts[-1])
+    for mode in GC_MODES:
+        c = conc[mode][top]
+        label = "default GC" if mode == "default" else "GC tuned: gc.set_threshold(700, 10, 100)"
+        rows.append(
+            [
+                f"{int(top):,} concurrent 5-step sagas, 10 ms handlers ({label})",
+                fmt_time(c["wall"]),
+                f"{c['ratio_vs_ideal']:.2f}× ideal ({fmt_time(c['ideal'])}); "
+                f"{c['ratio_vs_ideal_with_handlers']:.2f}× ideal with the handlers' own cost "
+                f"({fmt_time(c['ideal_with_handlers'])}); GC {fmt_time(c['gc_seconds'])}; "
+                f"peak RSS {c['peak_rss_mb']:.0f} MB",
+            ]
+        )
+        rows.append(
+            [
+                f"same workload in bare asyncio ({label})",
+                fmt_time(c["asyncio_floor"]),
+                f"{c['asyncio_floor'] / c['ideal']:.2f}× ideal",
+            ]
+        )
+    data["concurrency"] = conc
+    # The headline figure of the issue: the largest count, default settings.
+    data["concurrent"] = {"sagas": int(top), **conc["default"][top]}
+    data["concurrent_tuned"] = {"sagas": int(top), **conc["tuned"][top]}
     print(table(["what", "median (min–max)", "compared"], rows))
+    print()
+    sweep = [["sagas", "GC", "sagalang", "bare asyncio", "ideal", "ideal + handlers", "ratio", "GC time", "peak RSS"]]
+    for mode in GC_MODES:
+        for n, c in conc[mode].items():
+            sweep.append(
+                [
+                    f"{int(n):,}",
+                    mode,
+                    fmt_time(c["wall"]),
+                    fmt_time(c["asyncio_floor"]),
+                    fmt_time(c["ideal"]),
+                    fmt_time(c["ideal_with_handlers"]),
+                    f"{c['ratio_vs_ideal']:.2f}× / {c['ratio_vs_ideal_with_handlers']:.2f}×",
+                    fmt_time(c["gc_seconds"]),
+                    f"{c['peak_rss_mb']:.0f} MB",
+                ]
+            )
+    print("## Concurrency sweep")
+    print()
+    print(table(sweep[0], sweep[1:]))
     if not quick:
         save("interpreter", data)
 

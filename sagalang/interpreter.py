@@ -272,12 +272,17 @@ def _jsonable(value: Any, where: str = "output") -> Any:
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            if not isinstance(k, str):
+            if type(k) is not str and not isinstance(k, str):
                 raise Failure("sagalang.NotJSON", f"handler result {where} has a non-text key {k!r}", retryable=False)
-            out[k] = _jsonable(v, f"{where}.{k}")
+            # Plain text, whole numbers, booleans and None are kept as they are (no path built for them).
+            tv = type(v)
+            out[k] = v if v is None or tv is str or tv is int or tv is bool else _jsonable(v, f"{where}.{k}")
         return out
     if isinstance(value, list | tuple):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [
+            v if v is None or type(v) is str or type(v) is int or type(v) is bool else _jsonable(v, f"{where}[{i}]")
+            for i, v in enumerate(value)
+        ]
     # Subclasses (enums, numpy-free number types): store the plain value.
     if isinstance(value, bool):
         return bool(value)
@@ -694,6 +699,7 @@ class _Run:
         dependents = sc.dependents
         inflight: dict[asyncio.Task[bool], str] = {}
         plans = self.quick_plans.get(sc.spec_name, _EMPTY) if self._quick_ok() else _EMPTY
+        me = _current_task() if plans else None  # the task steps run inline in
         rows: list[Any] = self._row_log(self.store, self.run_id) if plans and self._row_log is not None else []
         while True:
             while ready and self.stop is None and failure is None:
@@ -703,7 +709,7 @@ class _Run:
                     # One step ready and nothing running: run it inline, no task.
                     try:
                         if plan is not None:
-                            ok = await self.quick(sc, name, plan[0], plan[1], rows)
+                            ok = await self.quick(sc, name, plan[0], plan[1], rows, me)
                         else:
                             ok = await self.step(sc, name)
                     except asyncio.CancelledError:
@@ -770,12 +776,15 @@ class _Run:
         func: Callable[..., Awaitable[Any]],
         arg_exprs: tuple[ir.Arg, ...],
         rows: list[Any],
+        me: asyncio.Task[Any] | None = None,
     ) -> bool:
         """:meth:`step` for a plain async handler on a quiet journal, with the events folded inline.
 
         It journals and folds exactly what :meth:`attempts` would (``step.started``,
         then ``step.succeeded``); anything else (the handler raised, the run was
-        stopped) is handed to :meth:`attempts` where it stands.
+        stopped) is handed to :meth:`attempts` where it stands. ``me``: the task
+        this runs in, if the caller knows it (``asyncio.current_task`` is a Python
+        function before 3.12, and this is the hot path).
         """
         q = sc.prefix + name if sc.prefix else name
         state = self.state
@@ -803,7 +812,7 @@ class _Run:
                 raise _expr_failure(err, f"step {q!r}: argument") from None
             if self.stop is not None:
                 raise _NotCalled
-            task = _current_task()
+            task = me or _current_task()
             zones = self.zones
             zones.append(task)
             try:
@@ -812,7 +821,10 @@ class _Run:
                 zones.remove(task)
             output = _jsonable(result)
         except BaseException as exc:  # attempts() sorts it out, re-raising what it must
-            return await self.attempts(sc, sc.graph.steps[name], q, None, env, pending=exc)
+            ok = await self.attempts(sc, sc.graph.steps[name], q, None, env, pending=exc)
+            if ok:  # a retry succeeded: later steps read its output, as after step()
+                env[name] = state.steps[q].output
+            return ok
         seq = self.seq = self.seq + 1
         if len(rows) != seq - 1:
             self.seq -= 1
@@ -1478,7 +1490,8 @@ class _Run:
             saga = self.spec.saga
             state = self.state
             if fresh or state.status == "queued" or not state.started_at:
-                self.fresh = not any(st.status != "pending" for st in state.steps.values())
+                steps = state.steps
+                self.fresh = not steps or all(st.status == "pending" for st in steps.values())
                 await self.emit(
                     "saga.started",
                     None,
@@ -1492,15 +1505,14 @@ class _Run:
                         "steps": list(self.spec.graph.order),
                     },
                 )
-            loop = asyncio.get_running_loop()
             if saga.timeout is not None:
                 left = saga.timeout.ms / 1000
                 if state.started_at:
                     left -= max(0.0, self.clock.time() - state.started_at)
-                timer = loop.call_later(max(left, 0.0), self.cancel, "timeout")
+                timer = asyncio.get_running_loop().call_later(max(left, 0.0), self.cancel, "timeout")
             # A store that delivers cancel requests itself (the worker's: LISTEN/NOTIFY) needs no polling.
             if not _is_memory(self.store) and not getattr(self.store, "pushes_cancel", False):
-                watcher = loop.create_task(self._watch_cancel())
+                watcher = asyncio.get_running_loop().create_task(self._watch_cancel())
             return await self._attempts_loop()
         finally:
             if timer is not None:
@@ -1719,9 +1731,21 @@ async def _shielded(coro: Awaitable[bool]) -> bool:
 # ---- public API -----------------------------------------------------------------------
 
 
+_ID_BYTES = 6  # 48 random bits per run id: uuid4's other 74 bits buy nothing here
+_id_pool: list[bytes] = []
+
+
 def _new_run_id(saga: str) -> str:
-    # 48 random bits: uuid4 costs four times as much and its other 74 bits buy nothing here.
-    return f"{saga}-{os.urandom(6).hex()}"
+    # os.urandom is a system call (a third of a microsecond here): take 256 ids' worth at a time.
+    if not _id_pool:
+        block = os.urandom(_ID_BYTES * 256)
+        _id_pool.extend(block[i : i + _ID_BYTES] for i in range(0, len(block), _ID_BYTES))
+    return f"{saga}-{_id_pool.pop().hex()}"
+
+
+if hasattr(os, "register_at_fork"):
+    # A forked child must not hand out the ids its parent still holds.
+    os.register_at_fork(after_in_child=_id_pool.clear)
 
 
 async def _open_default_store(store: Store | None) -> Store:
