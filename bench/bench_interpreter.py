@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -151,9 +152,10 @@ GC_MODES = {
 }
 
 
-def _gc_timer() -> dict[str, float]:
-    """Seconds spent in the cyclic garbage collector from now on (gc.callbacks)."""
+def _gc_timer() -> tuple[dict[str, float], list[float]]:
+    """Seconds spent in the cyclic garbage collector from now on, and each full collection's (gc.callbacks)."""
     spent = {"seconds": 0.0, "full": 0.0}
+    fulls: list[float] = []
     started = [0.0]
 
     def cb(phase: str, info: dict[str, int]) -> None:
@@ -164,9 +166,49 @@ def _gc_timer() -> dict[str, float]:
             spent["seconds"] += took
             if info.get("generation") == 2:
                 spent["full"] += took
+                fulls.append(took)
 
     gc.callbacks.append(cb)
-    return spent
+    return spent, fulls
+
+
+def objects_per_saga(sagas: int) -> dict[str, object]:
+    """Objects the garbage collector tracks for each run: in flight (mid-step) and after it ended.
+
+    The profile behind the concurrency figure: a full collection visits every
+    tracked object, so its cost grows with these counts times the runs alive.
+    """
+    import collections
+
+    spec, registry = _spec(_linear(5, "b.sleep")), _registry()
+
+    def census() -> collections.Counter[str]:
+        gc.collect()
+        return collections.Counter(type(o).__name__ for o in gc.get_objects())
+
+    async def go() -> dict[str, object]:
+        coord = Coordinator(MemoryStore(), registry)
+        await coord.start(spec, {})
+        await coord.wait_all()
+        base = census()
+        for _ in range(sagas):
+            await coord.start(spec, {})
+        await asyncio.sleep(0.025)  # every run is inside its third step
+        during = census() - base
+        await coord.wait_all()
+        after = census() - base
+        return {
+            "in_flight": sum(during.values()) / sagas,
+            "after": sum(after.values()) / sagas,
+            "in_flight_by_type": {k: round(v / sagas, 2) for k, v in during.most_common(12)},
+            "after_by_type": {k: round(v / sagas, 2) for k, v in after.most_common(8)},
+        }
+
+    gc.disable()  # census only: nothing may be collected behind its back
+    try:
+        return asyncio.run(go())
+    finally:
+        gc.enable()
 
 
 def concurrent(spec: Spec, registry: Registry, sagas: int) -> dict[str, float]:
@@ -210,7 +252,10 @@ def child(what: str, sagas: int, mode: str) -> None:
     thresholds = GC_MODES[mode]
     if thresholds is not None:
         gc.set_threshold(*thresholds)
-    spent = _gc_timer()
+    if what == "objects":
+        print(json.dumps(objects_per_saga(sagas)))
+        return
+    spent, fulls = _gc_timer()
     cpu0 = time.process_time()
     if what == "asyncio":
         out: dict[str, float] = {"wall": asyncio_floor(sagas, 5)}
@@ -219,11 +264,13 @@ def child(what: str, sagas: int, mode: str) -> None:
     out["cpu"] = time.process_time() - cpu0
     out["gc_seconds"] = spent["seconds"]
     out["gc_full_seconds"] = spent["full"]
+    out["gc_full_collections"] = len(fulls)
+    out["gc_full_ms"] = [round(x * 1000, 1) for x in fulls]  # type: ignore[assignment]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
 
-def in_child(what: str, sagas: int, mode: str) -> dict[str, float]:
+def in_child(what: str, sagas: int, mode: str) -> dict[str, Any]:
     """Run :func:`child` in a fresh interpreter: every count starts from the same heap."""
     proc = subprocess.run(
         [sys.executable, __file__, "--child", what, str(sagas), mode],
@@ -232,7 +279,7 @@ def in_child(what: str, sagas: int, mode: str) -> dict[str, float]:
         check=True,
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )
-    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -342,6 +389,7 @@ def main() -> None:
             ]
         )
     data["concurrency"] = conc
+    data["objects_per_saga"] = objects = in_child("objects", 500 if quick else 2_000, "default")
     # The headline figure of the issue: the largest count, default settings.
     data["concurrent"] = {"sagas": int(top), **conc["default"][top]}
     data["concurrent_tuned"] = {"sagas": int(top), **conc["tuned"][top]}
@@ -366,6 +414,28 @@ def main() -> None:
     print("## Concurrency sweep")
     print()
     print(table(sweep[0], sweep[1:]))
+    print()
+    print("## Where the concurrency time goes")
+    print()
+    prof = [["what", "measured"]]
+    for mode in GC_MODES:
+        c = conc[mode][top]
+        prof.append(
+            [
+                f"{int(top):,} sagas, {mode} GC: full collections (ms each)",
+                f"{c['gc_full_collections']}: {', '.join(f'{x:g}' for x in c['gc_full_ms'])}",
+            ]
+        )
+        prof.append(
+            [
+                f"{int(top):,} sagas, {mode} GC: time in the collector / CPU time",
+                f"{fmt_time(c['gc_seconds'])} of {fmt_time(c['cpu'])}",
+            ]
+        )
+    for key, label in (("in_flight", "objects the GC tracks per run in flight"), ("after", "… per run once ended")):
+        kinds = ", ".join(f"{k} {v:g}" for k, v in objects[f"{key}_by_type"].items())
+        prof.append([label, f"{objects[key]:.1f} ({kinds})"])
+    print(table(prof[0], prof[1:]))
     if not quick:
         save("interpreter", data)
 

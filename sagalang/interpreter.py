@@ -378,6 +378,13 @@ class _Run:
     cancel_ignored: str | None = None  # a cancel that came after the pivot
     fresh = False  # the run starts from nothing: no step has a state to look at yet
     crash_after = _CRASH_AFTER
+    # Per (spec, registry), shared by its runs (see _resolve_handlers).
+    handlers: dict[str, Handler]
+    pivot_like: dict[tuple[str, str], bool]
+    fast: dict[str, Any]  # handlers awaited directly: async functions without ctx
+    quick_plans: dict[str, dict[str, tuple[Callable[..., Awaitable[Any]], tuple[ir.Arg, ...]]]]
+    siblings_cancel: bool
+    secret_fields: tuple[str, ...]
 
     def __init__(
         self,
@@ -460,20 +467,24 @@ class _Run:
         cache: dict[int, tuple[Registry, dict[str, Any]]] = self.spec.__dict__.setdefault("_plans", {})
         found = cache.get(id(self.registry))
         if found is not None and found[0] is self.registry:
-            self.__dict__.update(found[1])
+            # Attribute by attribute: touching __dict__ would give every run a dict of its own.
+            plan = found[1]
+            self.handlers = plan["handlers"]
+            self.pivot_like = plan["pivot_like"]
+            self.fast = plan["fast"]
+            self.quick_plans = plan["quick_plans"]
+            self.siblings_cancel = plan["siblings_cancel"]
+            self.secret_fields = plan["secret_fields"]
             return
-        self.handlers: dict[str, Handler] = {}
-        self.pivot_like: dict[tuple[str, str], bool] = {}
+        self.handlers = {}
+        self.pivot_like = {}
         self._resolve_now()
-        # Handlers awaited directly: async functions without ctx.
-        self.fast: dict[str, Any] = {
+        self.fast = {
             name: h.func
             for name, h in self.handlers.items()
             if h.func is not None and h.info.is_async and not h.wants_context
         }
-        self.quick_plans: dict[str, dict[str, tuple[Callable[..., Awaitable[Any]], tuple[ir.Arg, ...]]]] = {
-            name: self._quick_plans(saga) for name, saga in self.spec.sagas.items()
-        }
+        self.quick_plans = {name: self._quick_plans(saga) for name, saga in self.spec.sagas.items()}
         on_failure = self.spec.saga.on_failure
         self.siblings_cancel = bool(on_failure is not None and on_failure.siblings == "cancel")
         self.secret_fields = self.spec.secrets()
@@ -1502,7 +1513,7 @@ class _Run:
                         "version": saga.version,
                         "input": self.input,
                         "attempt": state.saga_attempt,
-                        "steps": list(self.spec.graph.order),
+                        "steps": self.spec.graph.order,  # a tuple, shared by every run (JSON: a list)
                     },
                 )
             if saga.timeout is not None:
@@ -1513,7 +1524,63 @@ class _Run:
             # A store that delivers cancel requests itself (the worker's: LISTEN/NOTIFY) needs no polling.
             if not _is_memory(self.store) and not getattr(self.store, "pushes_cancel", False):
                 watcher = asyncio.get_running_loop().create_task(self._watch_cancel())
-            return await self._attempts_loop()
+            # The whole-saga attempts (one, unless the saga retries after a clean rollback).
+            while True:
+                sc = self.root_scope()
+                state = self.state
+                if state.cancel_requested and self.stop is None:
+                    if self._pivot_done():
+                        self.cancel_ignored = "cancel"
+                    else:
+                        self.stop = "cancel"
+                if state.status == "compensating":
+                    failed = state.failed_step
+                    self.stop = self.stop or (state.reason if state.reason in ("cancel", "timeout") else None)
+                else:
+                    failed = await self.forward(sc)
+                    if failed is None and self.stop is None:
+                        try:
+                            output = self.saga_output(sc)
+                        except Failure as f:
+                            state.error = _error(f, None)
+                            failed = None
+                            self.stop = "failure"
+                            output = None
+                        else:
+                            if self.cancel_ignored and not state.cancel_requested:
+                                note = {"reason": self.cancel_ignored, "ignored": "the pivot had completed"}
+                                await self.emit("saga.cancel_requested", None, None, None, note)
+                            await self.emit("saga.completed", None, None, None, {"output": output})
+                            return self.result()
+                reason = "failure" if self.stop in (None, "failure") else self.stop
+                error = self.state.steps[failed].error if failed is not None else (state.error or None)
+                if reason != "failure" and error is None:
+                    error = {"type": "Cancelled", "message": f"saga {reason}", "names": ["Cancelled"]}
+                    if reason == "timeout":
+                        error = _timeout_error(saga.timeout.ms / 1000 if saga.timeout else 0)
+                if self._pivot_done():
+                    if reason != "failure" and not state.cancel_requested:
+                        await self.emit("saga.cancel_requested", None, None, None, {"reason": reason})
+                    await self.emit("saga.stuck", None, None, None, {"step": failed, "error": error, "reason": reason})
+                    return self._finish()
+                if state.status != "compensating":
+                    if reason != "failure" and not state.cancel_requested:
+                        await self.emit("saga.cancel_requested", None, None, None, {"reason": reason})
+                    await self.emit(
+                        "saga.compensating", None, None, None, {"reason": reason, "step": failed, "error": error}
+                    )
+                ok = await _shielded(self.compensate(sc))
+                if not ok:
+                    await self.emit("saga.aborted", None, None, None, {"step": failed, "error": error})
+                    return self._finish()
+                if reason != "failure":
+                    ended = {"step": failed, "error": error, "reason": reason}
+                    await self.emit("saga.cancelled", None, None, None, ended)
+                    return self._finish()
+                if await self._retry_saga(error):
+                    continue
+                await self.emit("saga.compensated", None, None, None, {"step": failed, "error": error})
+                return self._finish()
         finally:
             if timer is not None:
                 timer.cancel()
@@ -1536,64 +1603,6 @@ class _Run:
             if flagged:
                 self.cancel("cancel")
                 return
-
-    async def _attempts_loop(self) -> RunResult:
-        saga = self.spec.saga
-        while True:
-            sc = self.root_scope()
-            state = self.state
-            if state.cancel_requested and self.stop is None:
-                if self._pivot_done():
-                    self.cancel_ignored = "cancel"
-                else:
-                    self.stop = "cancel"
-            if state.status == "compensating":
-                failed = state.failed_step
-                self.stop = self.stop or (state.reason if state.reason in ("cancel", "timeout") else None)
-            else:
-                failed = await self.forward(sc)
-                if failed is None and self.stop is None:
-                    try:
-                        output = self.saga_output(sc)
-                    except Failure as f:
-                        state.error = _error(f, None)
-                        failed = None
-                        self.stop = "failure"
-                        output = None
-                    else:
-                        if self.cancel_ignored and not state.cancel_requested:
-                            note = {"reason": self.cancel_ignored, "ignored": "the pivot had completed"}
-                            await self.emit("saga.cancel_requested", None, None, None, note)
-                        await self.emit("saga.completed", None, None, None, {"output": output})
-                        return self.result()
-            reason = "failure" if self.stop in (None, "failure") else self.stop
-            error = self.state.steps[failed].error if failed is not None else (state.error or None)
-            if reason != "failure" and error is None:
-                error = {"type": "Cancelled", "message": f"saga {reason}", "names": ["Cancelled"]}
-                if reason == "timeout":
-                    error = _timeout_error(saga.timeout.ms / 1000 if saga.timeout else 0)
-            if self._pivot_done():
-                if reason != "failure" and not state.cancel_requested:
-                    await self.emit("saga.cancel_requested", None, None, None, {"reason": reason})
-                await self.emit("saga.stuck", None, None, None, {"step": failed, "error": error, "reason": reason})
-                return self._finish()
-            if state.status != "compensating":
-                if reason != "failure" and not state.cancel_requested:
-                    await self.emit("saga.cancel_requested", None, None, None, {"reason": reason})
-                await self.emit(
-                    "saga.compensating", None, None, None, {"reason": reason, "step": failed, "error": error}
-                )
-            ok = await _shielded(self.compensate(sc))
-            if not ok:
-                await self.emit("saga.aborted", None, None, None, {"step": failed, "error": error})
-                return self._finish()
-            if reason != "failure":
-                await self.emit("saga.cancelled", None, None, None, {"step": failed, "error": error, "reason": reason})
-                return self._finish()
-            if await self._retry_saga(error):
-                continue
-            await self.emit("saga.compensated", None, None, None, {"step": failed, "error": error})
-            return self._finish()
 
     async def _retry_saga(self, error: dict[str, Any] | None) -> bool:
         """Whole-saga retry after a clean rollback: ask the analyzer, then start again."""
