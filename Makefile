@@ -35,7 +35,7 @@ demo: $(STAMP)
 	$(BIN)/sagalang run specs/examples/order.saga --input specs/examples/order.input.json --fail-at ship || test $$? -eq 1
 	$(BIN)/sagalang list
 
-LINTED := sagalang tests bench scripts docs/tutorial docs/testing specs/examples/handlers
+LINTED := sagalang tests bench scripts docs/tutorial docs/testing docs/examples specs/examples/handlers
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)

@@ -110,3 +110,17 @@ def test_close_cancels_active_runs(tmp_path: Path) -> None:
         assert (await coord.wait(rid)).status == "cancelled"
 
     asyncio.run(main())
+
+
+def test_the_many_runs_example_of_the_docs() -> None:
+    """docs/examples/many_runs.py (shown in docs/handlers.md): every run completes, every effect counted once."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "examples" / "many_runs.py"
+    loaded = importlib.util.spec_from_file_location("many_runs_example", path)
+    assert loaded is not None and loaded.loader is not None
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    statuses = asyncio.run(module.main(300, in_flight=50))
+    assert statuses == {"completed": 300}
+    assert module.reserved == {"BOOK-42": 300}
