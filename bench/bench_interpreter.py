@@ -297,6 +297,11 @@ def by_size(registry: Registry, sizes: list[int], runs: int, repeat: int) -> dic
     return {"per_saga": per_saga, "fixed": my - slope * mx, "per_step": slope}
 
 
+def _spread(c: dict[str, Any], key: str) -> str:
+    """``median (min–max)`` of a concurrency figure."""
+    return f"{fmt_time(c[key])} ({fmt_time(c[key + '_min'])}–{fmt_time(c[key + '_max'])})"
+
+
 def main() -> None:
     """Measure, print the table, merge into results.json."""
     if "--child" in sys.argv:
@@ -349,19 +354,30 @@ def main() -> None:
     )
 
     counts = [500, 2_000] if quick else [1_000, 2_500, 5_000, 10_000]
+    conc_repeat = 1 if quick else 3
     per_step = ours["median"]
     conc: dict[str, dict[str, dict[str, float]]] = {}
     for mode in GC_MODES:
         conc[mode] = {}
         for n in counts:
-            floor = in_child("asyncio", n, mode)
-            ours_n = in_child("sagalang", n, mode)
+            # Each sample a fresh pair of processes, the floor and sagalang in turns; the
+            # sample with the median wall time speaks for its count, with the spread beside it.
+            pairs = [(in_child("asyncio", n, mode), in_child("sagalang", n, mode)) for _ in range(conc_repeat)]
+            floors = sorted(f["wall"] for f, _ in pairs)
+            ours_n = sorted((o for _, o in pairs), key=lambda o: float(o["wall"]))[len(pairs) // 2]
+            floor = {"wall": statistics.median(floors)}
+            floor_gc = statistics.median(f["gc_seconds"] for f, _ in pairs)
             ideal = 0.050 + n * 5 * per_step
             ideal_h = floor["wall"] + n * 5 * per_step
             conc[mode][str(n)] = {
                 **ours_n,
+                "wall_min": min(o["wall"] for _, o in pairs),
+                "wall_max": max(o["wall"] for _, o in pairs),
+                "repeat": len(pairs),
                 "asyncio_floor": floor["wall"],
-                "asyncio_floor_gc_seconds": floor["gc_seconds"],
+                "asyncio_floor_min": floors[0],
+                "asyncio_floor_max": floors[-1],
+                "asyncio_floor_gc_seconds": floor_gc,
                 "ideal": ideal,
                 "ratio_vs_ideal": ours_n["wall"] / ideal,
                 "ideal_with_handlers": ideal_h,
@@ -374,7 +390,7 @@ def main() -> None:
         rows.append(
             [
                 f"{int(top):,} concurrent 5-step sagas, 10 ms handlers ({label})",
-                fmt_time(c["wall"]),
+                _spread(c, "wall"),
                 f"{c['ratio_vs_ideal']:.2f}× ideal ({fmt_time(c['ideal'])}); "
                 f"{c['ratio_vs_ideal_with_handlers']:.2f}× ideal with the handlers' own cost "
                 f"({fmt_time(c['ideal_with_handlers'])}); GC {fmt_time(c['gc_seconds'])}; "
@@ -384,7 +400,7 @@ def main() -> None:
         rows.append(
             [
                 f"same workload in bare asyncio ({label})",
-                fmt_time(c["asyncio_floor"]),
+                _spread(c, "asyncio_floor"),
                 f"{c['asyncio_floor'] / c['ideal']:.2f}× ideal",
             ]
         )
@@ -402,8 +418,8 @@ def main() -> None:
                 [
                     f"{int(n):,}",
                     mode,
-                    fmt_time(c["wall"]),
-                    fmt_time(c["asyncio_floor"]),
+                    _spread(c, "wall"),
+                    _spread(c, "asyncio_floor"),
                     fmt_time(c["ideal"]),
                     fmt_time(c["ideal_with_handlers"]),
                     f"{c['ratio_vs_ideal']:.2f}× / {c['ratio_vs_ideal_with_handlers']:.2f}×",

@@ -719,10 +719,25 @@ class _Run:
                 if not ready and not inflight:
                     # One step ready and nothing running: run it inline, no task.
                     try:
-                        if plan is not None:
-                            ok = await self.quick(sc, name, plan[0], plan[1], rows, me)
-                        else:
+                        st = self._quick_begin(sc, name, rows) if plan is not None else None
+                        if st is None:
                             ok = await self.step(sc, name)
+                        else:
+                            # quick() inline: one coroutine less per step for the common chain of steps.
+                            assert plan is not None and me is not None
+                            try:
+                                args = self._quick_args(sc, st, plan[1])
+                                self.zones.append(me)
+                                try:
+                                    result = await plan[0](**args)
+                                finally:
+                                    self.zones.remove(me)
+                                output = _jsonable(result)
+                            except BaseException as raised:  # attempts() sorts it out, re-raising what it must
+                                ok = await self._quick_failed(sc, name, st, raised)
+                            else:
+                                self._quick_end(sc, name, st, output, rows)
+                                ok = True
                     except asyncio.CancelledError:
                         self._external()
                         ok = False
@@ -780,29 +795,14 @@ class _Run:
             and not self.secrets
         )
 
-    async def quick(
-        self,
-        sc: _Scope,
-        name: str,
-        func: Callable[..., Awaitable[Any]],
-        arg_exprs: tuple[ir.Arg, ...],
-        rows: list[Any],
-        me: asyncio.Task[Any] | None = None,
-    ) -> bool:
-        """:meth:`step` for a plain async handler on a quiet journal, with the events folded inline.
-
-        It journals and folds exactly what :meth:`attempts` would (``step.started``,
-        then ``step.succeeded``); anything else (the handler raised, the run was
-        stopped) is handed to :meth:`attempts` where it stands. ``me``: the task
-        this runs in, if the caller knows it (``asyncio.current_task`` is a Python
-        function before 3.12, and this is the hot path).
-        """
+    def _quick_begin(self, sc: _Scope, name: str, rows: list[Any]) -> StepState | None:
+        """Journal (a row) and fold ``step.started`` of a quick step; None: it takes the general path."""
         q = sc.prefix + name if sc.prefix else name
         state = self.state
         st = state.steps.get(q)
         seq = self.seq + 1
         if st is None or len(rows) != seq - 1 or st.status not in ("pending", "running"):
-            return await self.step(sc, name)
+            return None
         attempt = st.attempts + 1
         self.seq = seq
         t = self._now()
@@ -815,34 +815,28 @@ class _Run:
         if st.started_at is None:
             st.started_at = t
         state.last_seq = seq
-        env = sc.env
+        return st
+
+    def _quick_args(self, sc: _Scope, st: StepState, arg_exprs: tuple[ir.Arg, ...]) -> dict[str, Any]:
+        """The handler's arguments; raises as :meth:`attempts` would before calling it."""
         try:
-            try:
-                args = _eval_args(arg_exprs, env) if arg_exprs else {}
-            except ExprError as err:
-                raise _expr_failure(err, f"step {q!r}: argument") from None
-            if self.stop is not None:
-                raise _NotCalled
-            task = me or _current_task()
-            zones = self.zones
-            zones.append(task)
-            try:
-                result = await func(**args)
-            finally:
-                zones.remove(task)
-            output = _jsonable(result)
-        except BaseException as exc:  # attempts() sorts it out, re-raising what it must
-            ok = await self.attempts(sc, sc.graph.steps[name], q, None, env, pending=exc)
-            if ok:  # a retry succeeded: later steps read its output, as after step()
-                env[name] = state.steps[q].output
-            return ok
+            args = _eval_args(arg_exprs, sc.env) if arg_exprs else {}
+        except ExprError as err:
+            raise _expr_failure(err, f"step {st.name!r}: argument") from None
+        if self.stop is not None:
+            raise _NotCalled
+        return args
+
+    def _quick_end(self, sc: _Scope, name: str, st: StepState, output: Any, rows: list[Any]) -> None:
+        """Journal (a row) and fold ``step.succeeded``; the output goes into the scope."""
+        q = st.name
         seq = self.seq = self.seq + 1
         if len(rows) != seq - 1:
             self.seq -= 1
-            self.emit_now("step.succeeded", q, None, attempt, {"output": output})
+            self.emit_now("step.succeeded", q, None, st.attempts, {"output": output})
         else:
             t = self._now()
-            rows.append(("step.succeeded", seq, t, q, attempt, output))
+            rows.append(("step.succeeded", seq, t, q, st.attempts, output))
             if self.crash_after:
                 _crash_point(self.crash_after)
             # The fold of step.succeeded (state._step_succeeded) and the completion order, inline.
@@ -850,9 +844,47 @@ class _Run:
             st.output = output
             st.error = None
             st.ended_at = t
-            state.last_seq = seq
+            self.state.last_seq = seq
             self.done_order[q] = seq
-        env[name] = st.output
+        sc.env[name] = st.output
+
+    async def _quick_failed(self, sc: _Scope, name: str, st: StepState, exc: BaseException) -> bool:
+        """The quick step's attempt ended with ``exc``: :meth:`attempts` takes over where it stands."""
+        ok = await self.attempts(sc, sc.graph.steps[name], st.name, None, sc.env, pending=exc)
+        if ok:  # a retry succeeded: later steps read its output, as after step()
+            sc.env[name] = st.output
+        return ok
+
+    async def quick(
+        self,
+        sc: _Scope,
+        name: str,
+        func: Callable[..., Awaitable[Any]],
+        arg_exprs: tuple[ir.Arg, ...],
+        rows: list[Any],
+    ) -> bool:
+        """:meth:`step` for a plain async handler on a quiet journal, with the events folded inline.
+
+        It journals and folds exactly what :meth:`attempts` would (``step.started``,
+        then ``step.succeeded``); anything else (the handler raised, the run was
+        stopped) is handed to :meth:`attempts` where it stands. :meth:`forward`
+        runs the same steps inline (without this coroutine) when one is ready alone.
+        """
+        st = self._quick_begin(sc, name, rows)
+        if st is None:
+            return await self.step(sc, name)
+        try:
+            args = self._quick_args(sc, st, arg_exprs)
+            task = _current_task()
+            self.zones.append(task)
+            try:
+                result = await func(**args)
+            finally:
+                self.zones.remove(task)
+            output = _jsonable(result)
+        except BaseException as exc:  # attempts() sorts it out, re-raising what it must
+            return await self._quick_failed(sc, name, st, exc)
+        self._quick_end(sc, name, st, output, rows)
         return True
 
     def failed_for_good(self) -> None:
