@@ -6,7 +6,8 @@ figures into bench/results.json under ``interpreter``).
 1. Per-step cost of a 10-step linear saga with async no-op handlers on the
    memory store (journal, fold and all, the run's own set-up included), next to
    ``transitions``' cost per transition measured in the same run (a 10-state
-   machine driven through its triggers). Both are CPU time (``process_time``)
+   machine driven through its triggers), and python-statemachine's and sismic's
+   (the same 10-state cycle, driven by events). Both are CPU time (``process_time``)
    sampled in turns, and the ratio is the median of the paired ratios: on a
    shared machine wall time mostly measures the neighbours. ``transitions`` is
    not a dependency; without it the peer is skipped.
@@ -125,6 +126,56 @@ def transitions_sampler(states: int, rounds: int) -> Callable[[], float] | None:
         t0 = time.process_time()
         for _ in range(n):
             step()
+        return (time.process_time() - t0) / n
+
+    return sample
+
+
+def statemachine_sampler(states: int, rounds: int) -> Callable[[], float] | None:
+    """python-statemachine's seconds per transition through a ``states``-state cycle (``send("next")``)."""
+    try:
+        from statemachine import State, StateMachine
+    except ImportError:
+        return None
+    nodes = [State(f"s{i}", initial=(i == 0)) for i in range(states)]
+    attrs: dict[str, object] = {f"s{i}": node for i, node in enumerate(nodes)}
+    step = nodes[0].to(nodes[1])
+    for i in range(1, states):
+        step |= nodes[i].to(nodes[(i + 1) % states])
+    attrs["next"] = step
+    machine = type("Cycle", (StateMachine,), attrs)()
+    send = machine.send
+    n = rounds * states
+
+    def sample() -> float:
+        t0 = time.process_time()
+        for _ in range(n):
+            send("next")
+        return (time.process_time() - t0) / n
+
+    return sample
+
+
+def sismic_sampler(states: int, rounds: int) -> Callable[[], float] | None:
+    """sismic's seconds per transition through a ``states``-state cycle (queue an event, execute it)."""
+    try:
+        from sismic.interpreter import Interpreter
+        from sismic.io import import_from_yaml
+    except ImportError:
+        return None
+    lines = ["statechart:", "  name: cycle", "  root state:", "    name: root", "    initial: s0", "    states:"]
+    for i in range(states):
+        target = f"s{(i + 1) % states}"
+        lines += [f"    - name: s{i}", "      transitions:", f"      - target: {target}", "        event: next"]
+    interpreter = Interpreter(import_from_yaml("\n".join(lines) + "\n"))
+    interpreter.execute_once()
+    n = rounds * states
+
+    def sample() -> float:
+        t0 = time.process_time()
+        for _ in range(n):
+            interpreter.queue("next")
+            interpreter.execute_once()
         return (time.process_time() - t0) / n
 
     return sample
@@ -323,6 +374,13 @@ def main() -> None:
     peer_sampler = transitions_sampler(10, 200 if quick else 1000)
     if peer_sampler is not None:
         samplers["peer"] = peer_sampler
+    others = {
+        "python-statemachine": statemachine_sampler(10, 10 if quick else 100),
+        "sismic": sismic_sampler(10, 10 if quick else 100),
+    }
+    for label, sampler in others.items():
+        if sampler is not None:
+            samplers[label] = sampler
     samples = interleaved(samplers, repeat)
     ours, ours_sync = stat(samples["ours"]), stat(samples["sync"])
     peer = stat(samples["peer"]) if "peer" in samples else None
@@ -340,6 +398,21 @@ def main() -> None:
         data["ratio_vs_transitions"] = ratio
     else:
         rows.append(["transitions", "not installed: peer skipped", ""])
+    for label in others:
+        if label not in samples:
+            rows.append([label, "not installed: peer skipped", ""])
+            continue
+        other = stat(samples[label])
+        paired = [a / b for a, b in zip(samples["ours"], samples[label], strict=False)]
+        rows.append(
+            [
+                f"{label}, per transition",
+                fmt_stat(other),
+                f"sagalang's step: {statistics.median(paired):.2f}× this (median of paired ratios)",
+            ]
+        )
+        data[f"{label.replace('-', '_')}_per_transition"] = other
+        data[f"ratio_vs_{label.replace('-', '_')}"] = statistics.median(paired)
     rows.append(["sagalang, sync no-op step (thread pool)", fmt_stat(ours_sync), ""])
     per_size = sizes["per_saga"]
     assert isinstance(per_size, dict)

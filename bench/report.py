@@ -58,6 +58,10 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
     rv = interp.get("ratio_vs_transitions")
     if rv:
         row("per-step cost, async no-op, memory store vs transitions", "≤ 1.0× (aim 0.5×)", _ratio(rv), rv <= 1.0)
+    for key, label in (("python_statemachine", "python-statemachine"), ("sismic", "sismic")):
+        other = interp.get(f"ratio_vs_{key}")
+        if other:
+            row(f"… vs {label} (per transition)", "report", _ratio(other), None)
     conc = interp.get("concurrent", {})
     if conc:
         n = conc.get("sagas", 0)
