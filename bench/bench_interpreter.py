@@ -131,6 +131,32 @@ def transitions_sampler(states: int, rounds: int) -> Callable[[], float] | None:
     return sample
 
 
+def floor_samplers(steps: int, rounds: int) -> dict[str, Callable[[], float]]:
+    """The floors per step: a plain Python call of a no-op, and awaiting an async no-op (in one task)."""
+    n = steps * rounds
+
+    def plain() -> float:
+        fn = _sync_noop
+        t0 = time.process_time()
+        for _ in range(n):
+            fn()
+        return (time.process_time() - t0) / n
+
+    loop = asyncio.new_event_loop()
+
+    async def awaits() -> None:
+        fn = _noop
+        for _ in range(n):
+            await fn()
+
+    def awaited() -> float:
+        t0 = time.process_time()
+        loop.run_until_complete(awaits())
+        return (time.process_time() - t0) / n
+
+    return {"floor: a plain Python call": plain, "floor: awaiting an async no-op": awaited}
+
+
 def statemachine_sampler(states: int, rounds: int) -> Callable[[], float] | None:
     """python-statemachine's seconds per transition through a ``states``-state cycle (``send("next")``)."""
     try:
@@ -381,6 +407,8 @@ def main() -> None:
     for label, sampler in others.items():
         if sampler is not None:
             samplers[label] = sampler
+    floors = floor_samplers(10, 2_000 if quick else 20_000)
+    samplers.update(floors)
     samples = interleaved(samplers, repeat)
     ours, ours_sync = stat(samples["ours"]), stat(samples["sync"])
     peer = stat(samples["peer"]) if "peer" in samples else None
@@ -413,6 +441,12 @@ def main() -> None:
         )
         data[f"{label.replace('-', '_')}_per_transition"] = other
         data[f"ratio_vs_{label.replace('-', '_')}"] = statistics.median(paired)
+    for label in floors:
+        fl = stat(samples[label])
+        paired = [a / b for a, b in zip(samples["ours"], samples[label], strict=False)]
+        rows.append([label, fmt_stat(fl), f"sagalang's step: {statistics.median(paired):.0f}× this"])
+        key = "floor_plain_call" if "plain" in label else "floor_await_noop"
+        data[key] = fl
     rows.append(["sagalang, sync no-op step (thread pool)", fmt_stat(ours_sync), ""])
     per_size = sizes["per_saga"]
     assert isinstance(per_size, dict)
