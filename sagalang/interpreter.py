@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from . import ir
 from .context import Context, Failure
@@ -65,6 +65,7 @@ _current_task: Callable[[], asyncio.Task[Any]] = asyncio.current_task  # type: i
 CRASH_ENV = "SAGALANG_CRASH_AFTER_APPEND"
 _EMPTY: Mapping[str, Any] = {}
 _NO_SECRETS: frozenset[str] = frozenset()
+_K = TypeVar("_K")  # what a set of running tasks is keyed by (step name, fan-out item)
 # Status a store caches for a run after an event of this kind.
 _STATUS_AFTER = {
     "saga.started": "running",
@@ -713,64 +714,28 @@ class _Run:
         me = _current_task() if plans else None  # the task steps run inline in
         rows: list[Any] = self._row_log(self.store, self.run_id) if plans and self._row_log is not None else []
         while True:
-            while ready and self.stop is None and failure is None:
+            if ready and self.stop is None and failure is None:
                 name = ready.pop(0)
                 plan = plans.get(name)
-                if not ready and not inflight:
-                    # One step ready and nothing running: run it inline, no task.
-                    try:
-                        st = self._quick_begin(sc, name, rows) if plan is not None else None
-                        if st is None:
-                            ok = await self.step(sc, name)
-                        else:
-                            # quick() inline: one coroutine less per step for the common chain of steps.
-                            assert plan is not None and me is not None
-                            try:
-                                args = self._quick_args(sc, st, plan[1])
-                                self.zones.append(me)
-                                try:
-                                    result = await plan[0](**args)
-                                finally:
-                                    self.zones.remove(me)
-                                output = _jsonable(result)
-                            except BaseException as raised:  # attempts() sorts it out, re-raising what it must
-                                ok = await self._quick_failed(sc, name, st, raised)
-                            else:
-                                self._quick_end(sc, name, st, output, rows)
-                                ok = True
-                    except asyncio.CancelledError:
-                        self._external()
-                        ok = False
-                    if ok:
-                        for d in dependents[name]:
-                            waiting[d] -= 1
-                            if waiting[d] == 0:
-                                ready.append(d)
-                    else:
-                        failure = failure or prefix + name
-                        self.failed_for_good()
+                if ready or inflight:
+                    coro = self.quick(sc, name, plan[0], plan[1], rows) if plan is not None else self.step(sc, name)
+                    inflight[asyncio.get_running_loop().create_task(coro)] = name
                     continue
-                coro = self.quick(sc, name, plan[0], plan[1], rows) if plan is not None else self.step(sc, name)
-                task = asyncio.get_running_loop().create_task(coro)
-                inflight[task] = name
-            if not inflight:
-                break
-            try:
-                finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                self._external()
-                continue
-            for task in finished:
-                name = inflight.pop(task)
-                if task.cancelled():
+                # One step ready and nothing running: run it inline, no task.
+                try:
+                    if plan is not None:
+                        ok = await self.quick(sc, name, plan[0], plan[1], rows, me)
+                    else:
+                        ok = await self.step(sc, name)
+                except asyncio.CancelledError:  # the driving task was cancelled from outside
+                    self._external()
                     ok = False
-                else:
-                    exc = task.exception()
-                    if exc is not None:
-                        for other in inflight:
-                            other.cancel()
-                        raise exc
-                    ok = task.result()
+                finished: Iterable[tuple[str, bool]] = ((name, ok),)
+            elif inflight:
+                finished = await self._drain(inflight)
+            else:
+                break
+            for name, ok in finished:
                 if ok:
                     for d in dependents[name]:
                         waiting[d] -= 1
@@ -795,14 +760,29 @@ class _Run:
             and not self.secrets
         )
 
-    def _quick_begin(self, sc: _Scope, name: str, rows: list[Any]) -> StepState | None:
-        """Journal (a row) and fold ``step.started`` of a quick step; None: it takes the general path."""
+    async def quick(
+        self,
+        sc: _Scope,
+        name: str,
+        func: Callable[..., Awaitable[Any]],
+        arg_exprs: tuple[ir.Arg, ...],
+        rows: list[Any],
+        me: asyncio.Task[Any] | None = None,
+    ) -> bool:
+        """:meth:`step` for a plain async handler on a quiet journal, with the events folded inline.
+
+        It journals and folds exactly what :meth:`attempts` would (``step.started``,
+        then ``step.succeeded``); anything else (the handler raised, the run was
+        stopped) is handed to :meth:`attempts` where it stands. ``me``: the task
+        this runs in, if the caller knows it (``asyncio.current_task`` is a Python
+        function before 3.12, and this is the hot path).
+        """
         q = sc.prefix + name if sc.prefix else name
         state = self.state
         st = state.steps.get(q)
         seq = self.seq + 1
         if st is None or len(rows) != seq - 1 or st.status not in ("pending", "running"):
-            return None
+            return await self.step(sc, name)
         attempt = st.attempts + 1
         self.seq = seq
         t = self._now()
@@ -815,28 +795,34 @@ class _Run:
         if st.started_at is None:
             st.started_at = t
         state.last_seq = seq
-        return st
-
-    def _quick_args(self, sc: _Scope, st: StepState, arg_exprs: tuple[ir.Arg, ...]) -> dict[str, Any]:
-        """The handler's arguments; raises as :meth:`attempts` would before calling it."""
+        env = sc.env
         try:
-            args = _eval_args(arg_exprs, sc.env) if arg_exprs else {}
-        except ExprError as err:
-            raise _expr_failure(err, f"step {st.name!r}: argument") from None
-        if self.stop is not None:
-            raise _NotCalled
-        return args
-
-    def _quick_end(self, sc: _Scope, name: str, st: StepState, output: Any, rows: list[Any]) -> None:
-        """Journal (a row) and fold ``step.succeeded``; the output goes into the scope."""
-        q = st.name
+            try:
+                args = _eval_args(arg_exprs, env) if arg_exprs else {}
+            except ExprError as err:
+                raise _expr_failure(err, f"step {q!r}: argument") from None
+            if self.stop is not None:
+                raise _NotCalled
+            task = me or _current_task()
+            zones = self.zones
+            zones.append(task)
+            try:
+                result = await func(**args)
+            finally:
+                zones.remove(task)
+            output = _jsonable(result)
+        except BaseException as exc:  # attempts() sorts it out, re-raising what it must
+            ok = await self.attempts(sc, sc.graph.steps[name], q, None, env, pending=exc)
+            if ok:  # a retry succeeded: later steps read its output, as after step()
+                env[name] = state.steps[q].output
+            return ok
         seq = self.seq = self.seq + 1
         if len(rows) != seq - 1:
             self.seq -= 1
-            self.emit_now("step.succeeded", q, None, st.attempts, {"output": output})
+            self.emit_now("step.succeeded", q, None, attempt, {"output": output})
         else:
             t = self._now()
-            rows.append(("step.succeeded", seq, t, q, st.attempts, output))
+            rows.append(("step.succeeded", seq, t, q, attempt, output))
             if self.crash_after:
                 _crash_point(self.crash_after)
             # The fold of step.succeeded (state._step_succeeded) and the completion order, inline.
@@ -844,48 +830,32 @@ class _Run:
             st.output = output
             st.error = None
             st.ended_at = t
-            self.state.last_seq = seq
+            state.last_seq = seq
             self.done_order[q] = seq
-        sc.env[name] = st.output
-
-    async def _quick_failed(self, sc: _Scope, name: str, st: StepState, exc: BaseException) -> bool:
-        """The quick step's attempt ended with ``exc``: :meth:`attempts` takes over where it stands."""
-        ok = await self.attempts(sc, sc.graph.steps[name], st.name, None, sc.env, pending=exc)
-        if ok:  # a retry succeeded: later steps read its output, as after step()
-            sc.env[name] = st.output
-        return ok
-
-    async def quick(
-        self,
-        sc: _Scope,
-        name: str,
-        func: Callable[..., Awaitable[Any]],
-        arg_exprs: tuple[ir.Arg, ...],
-        rows: list[Any],
-    ) -> bool:
-        """:meth:`step` for a plain async handler on a quiet journal, with the events folded inline.
-
-        It journals and folds exactly what :meth:`attempts` would (``step.started``,
-        then ``step.succeeded``); anything else (the handler raised, the run was
-        stopped) is handed to :meth:`attempts` where it stands. :meth:`forward`
-        runs the same steps inline (without this coroutine) when one is ready alone.
-        """
-        st = self._quick_begin(sc, name, rows)
-        if st is None:
-            return await self.step(sc, name)
-        try:
-            args = self._quick_args(sc, st, arg_exprs)
-            task = _current_task()
-            self.zones.append(task)
-            try:
-                result = await func(**args)
-            finally:
-                self.zones.remove(task)
-            output = _jsonable(result)
-        except BaseException as exc:  # attempts() sorts it out, re-raising what it must
-            return await self._quick_failed(sc, name, st, exc)
-        self._quick_end(sc, name, st, output, rows)
+        env[name] = st.output
         return True
+
+    async def _drain(self, inflight: dict[asyncio.Task[bool], _K]) -> list[tuple[_K, bool]]:
+        """Wait for tasks of ``inflight`` to finish; each finished one's key and outcome, taken out of it.
+
+        A task that raised (a bug, not a failed step) cancels the others and is re-raised;
+        a cancel from outside is a cancel of the saga (and nothing finished yet).
+        """
+        try:
+            done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._external()
+            return []
+        out: list[tuple[_K, bool]] = []
+        for task in done:
+            key = inflight.pop(task)
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None:
+                for other in inflight:
+                    other.cancel()
+                raise exc
+            out.append((key, not task.cancelled() and task.result()))
+        return out
 
     def failed_for_good(self) -> None:
         """A step failed for good: start nothing new anywhere; ``siblings cancel`` interrupts the rest."""
@@ -1223,19 +1193,8 @@ class _Run:
                 inflight[task] = i
             if not inflight:
                 break
-            try:
-                finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                self._external()
-                continue
-            for task in finished:
-                i = inflight.pop(task)
-                exc = None if task.cancelled() else task.exception()
-                if exc is not None:
-                    for other in inflight:
-                        other.cancel()
-                    raise exc
-                if (task.cancelled() or not task.result()) and failure is None:
+            for i, ok in await self._drain(inflight):
+                if not ok and failure is None:
                     failure = i
                     self.failed_for_good()
         if failure is not None or self.stop is not None or todo:
