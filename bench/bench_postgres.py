@@ -33,6 +33,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine, save, table
 
+from sagalang.journal import run_with_store
 from sagalang.journal.base import TERMINAL_STATES
 from sagalang.journal.postgres import PostgresStore
 from sagalang.spec import load
@@ -94,16 +95,11 @@ def measure_once(dsn: str, folder: Path, workers: int, runs: int, concurrency: i
         records = [queued_record(spec, {"n": i}) for i in range(runs)]
         commits0 = _sql(dsn, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0][0]
 
-        async def submit_all() -> float:
-            store = PostgresStore(url, application_name="bench-submit")
-            await store.open()
-            try:
-                await store.create_runs(records)
-                return time.time()
-            finally:
-                await store.close()
+        async def submit_all(store: PostgresStore) -> float:
+            await store.create_runs(records)
+            return time.time()
 
-        submitted_at = asyncio.run(submit_all())
+        submitted_at = run_with_store(PostgresStore(url, application_name="bench-submit"), submit_all)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             [(done,)] = _sql(url, "SELECT count(*) FROM runs WHERE status = ANY(%s)", (list(TERMINAL_STATES),))

@@ -35,6 +35,8 @@ from .graph import SagaGraph, build
 
 if TYPE_CHECKING:
     from .diagnostics import Diagnostic
+    from .events import Event
+    from .journal.base import RunRecord, Store
     from .project import Project
     from .state import RunState, StepState
 
@@ -1137,29 +1139,21 @@ def load_spec(path: str | Path, root: str | Path | None = None) -> tuple[Project
     return project, diags, sagas
 
 
-async def _load_run(url: str, run_id: str) -> RunState:
-    from .journal import open_store
+def load_run_state(url: str, run_id: str) -> RunState:
+    """A run's state from a store: its journal folded (for ``render --run``)."""
+    from .journal import open_store, run_with_store
     from .state import fold
 
-    store = open_store(url)
-    await store.open()
-    try:
+    async def read(store: Store) -> tuple[RunRecord, list[Event]]:
         record = await store.get_run(run_id)
         if record is None:
             raise RenderError(f"no run {run_id!r} in store {url}")
-        events = await store.events(run_id)
-    finally:
-        await store.close()
+        return record, await store.events(run_id)
+
+    record, events = run_with_store(open_store(url), read)
     state = fold(events)
     if not state.run_id:
         state.run_id = run_id
     if not state.saga:
         state.saga = record.saga
     return state
-
-
-def load_run_state(url: str, run_id: str) -> RunState:
-    """A run's state from a store: its journal folded (for ``render --run``)."""
-    import asyncio
-
-    return asyncio.run(_load_run(url, run_id))

@@ -13,7 +13,7 @@ from conftest import postgres_dsn
 from sagalang.cli import main
 from sagalang.errors import StoreError
 from sagalang.events import Event
-from sagalang.journal import open_store
+from sagalang.journal import open_store, run_with_store
 from sagalang.journal.base import RunRecord, StaleEpochError, Store
 from sagalang.journal.migrations import LATEST_VERSION
 from sagalang.journal.postgres import CHANNEL, PostgresStore
@@ -25,16 +25,7 @@ T = TypeVar("T")
 
 def run(fn: Callable[[PostgresStore], Awaitable[T]], url: str, **kw: Any) -> T:
     """Open a store on ``url``, run ``fn`` with it, close it."""
-
-    async def go() -> T:
-        store = PostgresStore(url, **kw)
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
+    return run_with_store(PostgresStore(url, **kw), fn)
 
 
 def record(run_id: str, status: str = "queued", **kw: Any) -> RunRecord:

@@ -19,7 +19,7 @@ import pytest
 
 from sagalang.errors import StoreError
 from sagalang.events import Event
-from sagalang.journal import open_store
+from sagalang.journal import open_store, run_with_store
 from sagalang.journal.base import LeaseHeldError, RunRecord, StaleEpochError, Store
 from sagalang.journal.leases import hold, lease_held_error, make_owner, owner_is_dead
 from sagalang.journal.migrations import LATEST_VERSION
@@ -59,16 +59,7 @@ def ev(kind: str, run_id: str = "r1", **kw: Any) -> Event:
 
 def with_store(url: str, body: Callable[[SQLiteStore], Awaitable[T]]) -> T:
     """Open a store, run ``body``, close it."""
-
-    async def go() -> T:
-        store = SQLiteStore(url)
-        await store.open()
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
+    return run_with_store(SQLiteStore(url), body)
 
 
 @pytest.fixture

@@ -57,17 +57,9 @@ def json_option(f: F) -> F:
 
 def _with_store(url: str | None, body: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store, run ``body`` with it, close it."""
-    from ..journal import open_store
+    from ..journal import open_store, run_with_store
 
-    async def go() -> T:
-        store = open_store(url)
-        await store.open()
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
+    return run_with_store(open_store(url), body)
 
 
 async def _run_or_fail(store: Store, run_id: str) -> RunRecord:

@@ -128,7 +128,7 @@ def submit(
       echo '{"order_id": "A2"}' | sagalang submit order.saga --input -
     """
     from ..errors import SagaError
-    from ..journal import open_store
+    from ..journal import open_store, run_with_store
     from ..worker import queued_record
 
     registry = make_registry(plugins)
@@ -142,15 +142,7 @@ def submit(
         sys.exit(EXIT_INVALID)
     record = queued_record(loaded, data, run_id)
 
-    async def go() -> tuple[Any, bool]:
-        store = open_store(store_url)
-        await store.open()
-        try:
-            return await store.create_run(record)
-        finally:
-            await store.close()
-
-    stored, created = asyncio.run(go())
+    stored, created = run_with_store(open_store(store_url), lambda store: store.create_run(record))
     if as_json:
         click.echo(json.dumps({"run_id": stored.run_id, "created": created, "status": stored.status}))
         return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ..errors import StoreError
 from .base import RUN_STATES, TERMINAL_STATES, LeaseHeldError, RunRecord, StaleEpochError, Store
@@ -17,7 +20,11 @@ __all__ = [
     "Store",
     "default_store_url",
     "open_store",
+    "run_with_store",
 ]
+
+S = TypeVar("S", bound=Store)
+T = TypeVar("T")
 
 DEFAULT_STORE_URL = "sqlite:///.sagalang/sagalang.db"
 
@@ -43,3 +50,19 @@ def open_store(url: str | None = None) -> Store:
 
         return PostgresStore(url)  # type: ignore[no-any-return,unused-ignore]
     raise StoreError(f"unknown store URL {url!r}: use memory:, sqlite:///PATH or postgresql://...")
+
+
+def run_with_store(store: S, body: Callable[[S], Awaitable[T]]) -> T:
+    """Open ``store``, run ``body`` with it in a new event loop, close it (also on error); ``body``'s result.
+
+    For synchronous callers (the CLI, scripts, tests) that need a store for one piece of work.
+    """
+
+    async def go() -> T:
+        await store.open()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
