@@ -42,7 +42,7 @@ from .journal.base import RunRecord, Store
 from .plugins import Handler, Registry
 from .redact import redact, secret_values
 from .spec import Spec
-from .state import _APPLY, RunState, StepState, fold
+from .state import _APPLY, RunState, StepState, fold, mark_started, mark_succeeded
 
 __all__ = [
     "CRASH_ENV",
@@ -789,11 +789,7 @@ class _Run:
         rows.append(("step.started", seq, t, q, attempt, sc.key_prefix + q))
         if self.crash_after:
             _crash_point(self.crash_after)
-        # The fold of step.started (state._step_started), inline.
-        st.status = "running"
-        st.attempts = attempt
-        if st.started_at is None:
-            st.started_at = t
+        mark_started(st, attempt, t)
         state.last_seq = seq
         env = sc.env
         try:
@@ -816,20 +812,16 @@ class _Run:
             if ok:  # a retry succeeded: later steps read its output, as after step()
                 env[name] = state.steps[q].output
             return ok
-        seq = self.seq = self.seq + 1
-        if len(rows) != seq - 1:
-            self.seq -= 1
+        seq = self.seq + 1
+        if len(rows) != seq - 1:  # someone else wrote meanwhile: the general append renumbers
             self.emit_now("step.succeeded", q, None, attempt, {"output": output})
         else:
+            self.seq = seq
             t = self._now()
             rows.append(("step.succeeded", seq, t, q, attempt, output))
             if self.crash_after:
                 _crash_point(self.crash_after)
-            # The fold of step.succeeded (state._step_succeeded) and the completion order, inline.
-            st.status = "succeeded"
-            st.output = output
-            st.error = None
-            st.ended_at = t
+            mark_succeeded(st, output, t)
             state.last_seq = seq
             self.done_order[q] = seq
         env[name] = st.output

@@ -18,7 +18,7 @@ from typing import Any
 
 from .events import Event
 
-__all__ = ["DONE_STATES", "STEP_STATES", "RunState", "StepState", "apply", "fold"]
+__all__ = ["DONE_STATES", "STEP_STATES", "RunState", "StepState", "apply", "fold", "mark_started", "mark_succeeded"]
 
 STEP_STATES = (
     "pending",
@@ -162,21 +162,29 @@ def _saga_started(state: RunState, ev: Event) -> None:
         state.started_at = ev.time
 
 
-def _step_started(state: RunState, ev: Event) -> None:
-    st = _target(state, ev)
+def mark_started(st: StepState, attempt: int | None, at: float) -> None:
+    """The fold of ``step.started`` on its step (the interpreter's quick path calls it directly)."""
     st.status = "running"
-    if ev.attempt is not None:
-        st.attempts = ev.attempt
+    if attempt is not None:
+        st.attempts = attempt
     if st.started_at is None:
-        st.started_at = ev.time
+        st.started_at = at
+
+
+def mark_succeeded(st: StepState, output: Any, at: float) -> None:
+    """The fold of ``step.succeeded`` on its step (the interpreter's quick path calls it directly)."""
+    st.status = "succeeded"
+    st.output = output
+    st.error = None
+    st.ended_at = at
+
+
+def _step_started(state: RunState, ev: Event) -> None:
+    mark_started(_target(state, ev), ev.attempt, ev.time)
 
 
 def _step_succeeded(state: RunState, ev: Event) -> None:
-    st = _target(state, ev)
-    st.status = "succeeded"
-    st.output = ev.data.get("output")
-    st.error = None
-    st.ended_at = ev.time
+    mark_succeeded(_target(state, ev), ev.data.get("output"), ev.time)
 
 
 def _step_failed(state: RunState, ev: Event) -> None:
