@@ -1486,19 +1486,7 @@ class _Run:
             if fresh or state.status == "queued" or not state.started_at:
                 steps = state.steps
                 self.fresh = not steps or all(st.status == "pending" for st in steps.values())
-                await self.emit(
-                    "saga.started",
-                    None,
-                    None,
-                    None,
-                    {
-                        "saga": saga.name,
-                        "version": saga.version,
-                        "input": self.input,
-                        "attempt": state.saga_attempt,
-                        "steps": self.spec.graph.order,  # a tuple, shared by every run (JSON: a list)
-                    },
-                )
+                await self._started(self.input, state.saga_attempt)
             if saga.timeout is not None:
                 left = saga.timeout.ms / 1000
                 if state.started_at:
@@ -1572,6 +1560,18 @@ class _Run:
             if _LIVE.get(key) is self:
                 del _LIVE[key]
 
+    async def _started(self, input: dict[str, Any], attempt: int) -> None:
+        """Journal ``saga.started`` for (an attempt of) the entry saga."""
+        saga = self.spec.saga
+        data = {
+            "saga": saga.name,
+            "version": saga.version,
+            "input": input,
+            "attempt": attempt,
+            "steps": self.spec.graph.order,  # a tuple, shared by every run (JSON: a list)
+        }
+        await self.emit("saga.started", None, None, None, data)
+
     async def _watch_cancel(self) -> None:
         # Another process (``sagalang cancel``) flags the run in the store.
         while self.stop is None and self.cancel_ignored is None:
@@ -1625,19 +1625,7 @@ class _Run:
             await self.clock.sleep(delay)
         self.input = new_input
         self.stop = None
-        await self.emit(
-            "saga.started",
-            None,
-            None,
-            None,
-            {
-                "saga": saga.name,
-                "version": saga.version,
-                "input": new_input,
-                "attempt": attempt + 1,
-                "steps": list(self.spec.graph.order),
-            },
-        )
+        await self._started(new_input, attempt + 1)
         return True
 
     async def _analyze(self, name: str, error: dict[str, Any] | None, attempt: int) -> dict[str, Any] | None:
