@@ -65,7 +65,11 @@ _ACCEPTS = {"render": ("--root",), "test": ("--plugin",)}
 FAKE_T0 = 1_700_000_000.0
 RUN_PLACEHOLDER = "<RUN>"
 FAILED_ITEM = "<one of the failed items>"
-FLAKY_FAILURES = 2  # two, so that a retry policy's backoff shows its growth
+# Transient failures of a flaky handler: two, so that a retry policy's backoff shows its growth;
+# one for a fan-out's handler, else two items fail at once with different messages, and which
+# of them the step reports is not decided (see _fanout_failures).
+FLAKY_FAILURES = 2
+FLAKY_FANOUT_FAILURES = 1
 
 
 def rel(path: Path) -> str:
@@ -188,7 +192,8 @@ class RunCase:
 
     spec: str
     fail_at: str | None = None
-    flaky: str | None = None  # a handler whose first FLAKY_FAILURES calls fail transiently
+    flaky: str | None = None  # a handler whose first ``failures`` calls fail transiently
+    failures: int = 0
 
     @property
     def name(self) -> str:
@@ -243,9 +248,15 @@ def run_cases() -> list[RunCase]:
         cases.append(RunCase(spec))
         cases.extend(RunCase(spec, fail_at=name) for name, _ in steps)
         if spec.startswith("specs/examples/"):
-            handlers = dict.fromkeys(step.do.handler for _, step in steps if step.do is not None)
-            cases.extend(RunCase(spec, flaky=h) for h in handlers)
+            cases.extend(_flaky_cases(spec, [step for _, step in steps]))
     return cases
+
+
+def _flaky_cases(spec: str, steps: list[ir.Step]) -> list[RunCase]:
+    """One run per handler the steps call with ``do``, in the order the steps name them."""
+    fanout = {s.do.handler for s in steps if s.do is not None and s.foreach is not None}
+    handlers = dict.fromkeys(s.do.handler for s in steps if s.do is not None)
+    return [RunCase(spec, flaky=h, failures=FLAKY_FANOUT_FAILURES if h in fanout else FLAKY_FAILURES) for h in handlers]
 
 
 def _effects() -> Any:
@@ -284,7 +295,7 @@ async def _run(case: RunCase) -> list[dict[str, Any]]:
     clock = FakeClock()
     run_id = f"{spec.entry}-golden"
     if case.flaky is not None:
-        _effects().inject_fault(case.flaky, FLAKY_FAILURES)
+        _effects().inject_fault(case.flaky, case.failures)
     result = await run(
         spec,
         data,
@@ -299,7 +310,7 @@ async def _run(case: RunCase) -> list[dict[str, Any]]:
         "spec": case.spec,
         "input": rel(_input_file(case.spec)),
         "fail_at": case.fail_at,
-        "flaky": {"handler": case.flaky, "transient_failures": FLAKY_FAILURES} if case.flaky else None,
+        "flaky": {"handler": case.flaky, "transient_failures": case.failures} if case.flaky else None,
         **{k: v for k, v in result.to_json().items() if k != "run_id"},
     }
     lines: list[dict[str, Any]] = [{"run": _placeholders(summary, run_id)}]
