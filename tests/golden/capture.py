@@ -324,7 +324,8 @@ def _fanout_failures(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     When several items end in the same wake-up of the event loop, the engine takes
     the first of a set of tasks, whose order follows memory addresses. Where more than
     one item failed for good, the item it names is written as a placeholder (a name
-    outside the failed items would still show).
+    outside the failed items would still show). The error it reports is that item's:
+    the captured runs keep it decided by never failing two items with different errors.
     """
     failed: dict[str, set[int]] = {}
     for ev in events:
