@@ -73,10 +73,12 @@ def spec_drift(record: RunRecord) -> str | None:
     changed = []
     for rel, text in sorted(record.spec.items()):
         try:
-            if (folder / rel).read_text(encoding="utf-8") != text:
-                changed.append(f"{rel} changed")
-        except (OSError, UnicodeDecodeError):
+            on_disk = (folder / rel).read_text(encoding="utf-8", errors="replace")
+        except OSError:
             changed.append(f"{rel} vanished")
+            continue
+        if on_disk != text:
+            changed.append(f"{rel} changed")
     return ", ".join(changed) or None
 
 

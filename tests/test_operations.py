@@ -106,6 +106,8 @@ def test_spec_drift(spec_file: Path) -> None:
     rec = _record(spec=dict(spec.sources), spec_path=str(spec_file))
     assert spec_drift(rec) is None
     assert spec_drift(dataclasses.replace(rec, spec_path=None)) is None
+    with_lib = dataclasses.replace(rec, spec={**rec.spec, "lib/pay.saga": "saga pay {}"})
+    assert spec_drift(with_lib) == "lib/pay.saga vanished"
     spec_file.write_text(SPEC.replace('"1"', '"2"'))
     assert spec_drift(rec) == "shipment.saga changed"
     spec_file.unlink()
