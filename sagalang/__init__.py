@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from .coordinator import Coordinator
     from .errors import HandlerError, SagaError, SagaInputError, SagaSyntaxError, SagaValidationError, StoreError
     from .events import Event
+    from .inputs import apply_sets, load_input, read_input
     from .interpreter import RunResult, SystemClock, cancel, resume, run
+    from .operations import cancel_run, is_orphaned, lease_is_live, resume_all, resume_run, spec_drift
     from .plugins import Registry, SagaStep, handler
     from .spec import Spec, load
     from .state import RunState, StepState, fold
@@ -37,11 +39,20 @@ _EXPORTS = {
     "SagaValidationError": "errors",
     "StoreError": "errors",
     "Event": "events",
+    "apply_sets": "inputs",
+    "load_input": "inputs",
+    "read_input": "inputs",
     "RunResult": "interpreter",
     "SystemClock": "interpreter",
     "cancel": "interpreter",
     "resume": "interpreter",
     "run": "interpreter",
+    "cancel_run": "operations",
+    "is_orphaned": "operations",
+    "lease_is_live": "operations",
+    "resume_all": "operations",
+    "resume_run": "operations",
+    "spec_drift": "operations",
     "Registry": "plugins",
     "SagaStep": "plugins",
     "handler": "plugins",
@@ -70,12 +81,21 @@ __all__ = [
     "StepState",
     "StoreError",
     "SystemClock",
+    "apply_sets",
     "cancel",
+    "cancel_run",
     "fold",
     "handler",
+    "is_orphaned",
+    "lease_is_live",
     "load",
+    "load_input",
+    "read_input",
     "resume",
+    "resume_all",
+    "resume_run",
     "run",
+    "spec_drift",
 ]
 
 

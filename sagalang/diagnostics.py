@@ -21,6 +21,7 @@ __all__ = [
     "Diagnostic",
     "Rule",
     "Severity",
+    "did_you_mean",
     "format_github",
     "format_json",
     "format_sarif",
@@ -30,6 +31,14 @@ __all__ = [
 
 Severity = Literal["error", "warning", "info"]
 JSON_FORMAT_VERSION = 1
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str | None:
+    """``did you mean 'x'?`` for the option closest to a misspelt ``name`` (None when none is close)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(set(options)), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from typing import Any, Literal, NamedTuple
 
 from . import ir
 from .diagnostics import Diagnostic, diagnostic, sort_diagnostics
+from .diagnostics import did_you_mean as _did_you_mean
 from .errors import HandlerError, SagaValidationError
 from .expr import FUNCTIONS, ExprError, evaluate
 from .graph import SagaGraph, build
@@ -165,13 +166,6 @@ def file_rule(fn: FileRule) -> FileRule:
 
 
 # ---- helpers -------------------------------------------------------------------
-
-
-def _did_you_mean(name: str, options: Iterable[str]) -> str | None:
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(set(options)), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
 
 
 class _Ref(NamedTuple):

@@ -16,11 +16,16 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
+from ops_kit import PLUGIN as SHOP_PLUGIN
+from ops_kit import SPEC, Shop, crashed, with_sqlite
 
 from sagalang.cli import main
 from sagalang.events import Event
+from sagalang.journal import run_with_store
 from sagalang.journal.base import RunRecord
+from sagalang.journal.leases import make_owner
 from sagalang.journal.sqlite import SQLiteStore
+from sagalang.spec import load
 
 ORDER = EXAMPLES / "order.saga"
 SAGALANG = [sys.executable, "-m", "sagalang"]
@@ -157,6 +162,19 @@ def test_show_text(runner: CliRunner, store_url: str) -> None:
     assert "4242" not in out  # the journal holds the card redacted
 
 
+def test_show_says_whether_a_process_drives_the_run(runner: CliRunner, store_url: str) -> None:
+    result = runner.invoke(main, ["show", "r-live", "--store", store_url])
+    assert result.exit_code == 0, result.output
+    assert "driven by nobody: its process is gone (`sagalang resume r-live` continues it)" in result.output
+    _with_lease(store_url, "r-live", make_owner())
+    result = runner.invoke(main, ["show", "r-live", "--store", store_url])
+    assert f"driven by {make_owner()} (lease until" in result.output and "nobody" not in result.output
+
+
+def _with_lease(url: str, run_id: str, owner: str) -> None:
+    assert run_with_store(SQLiteStore(url), lambda store: store.acquire(run_id, owner, ttl=3600)) is not None
+
+
 def test_show_json(runner: CliRunner, store_url: str) -> None:
     result = runner.invoke(main, ["show", "r-done", "--json", "--store", store_url])
     assert result.exit_code == 0, result.output
@@ -196,11 +214,52 @@ def test_unknown_id(runner: CliRunner, store_url: str, command: str) -> None:
     assert "sagalang: error: no run 'nope' in" in result.output and "sagalang list" in result.output
 
 
-@pytest.mark.parametrize("command", ["resume", "cancel"])
-def test_finished_run(runner: CliRunner, store_url: str, command: str) -> None:
+@pytest.mark.parametrize(("command", "code"), [("resume", 1), ("cancel", 6)])
+def test_finished_run(runner: CliRunner, store_url: str, command: str, code: int) -> None:
     result = runner.invoke(main, [command, "r-done", "--store", store_url])
-    assert result.exit_code == 1, result.output
-    assert "run r-done has already finished (completed); there is nothing to" in result.output
+    assert result.exit_code == code, result.output
+    assert f"run r-done has already finished (completed); there is nothing to {command}" in result.stderr
+    assert result.stdout == ""
+
+
+def test_cancel_a_finished_run_exits_6_and_shows_its_state(runner: CliRunner, store_url: str) -> None:
+    result = runner.invoke(main, ["cancel", "r-comp", "--json", "--store", store_url])
+    assert result.exit_code == 6, result.output
+    assert json.loads(result.stdout)["status"] == "compensated"
+    assert "already finished (compensated)" in result.stderr
+
+
+def test_help_states_the_exit_codes(runner: CliRunner) -> None:
+    cancel = " ".join(runner.invoke(main, ["cancel", "--help"]).output.split())
+    assert "6 the run had already finished (nothing was cancelled)" in cancel
+    assert "0 completed (the cancel came after the point of no return)" in cancel
+    resume = " ".join(runner.invoke(main, ["resume", "--help"]).output.split())
+    assert "0 when there is nothing to resume" in resume
+
+
+def test_resume_all_with_nothing_to_resume_exits_0(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["resume", "--all", "--store", f"sqlite:///{tmp_path}/empty.db"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "sagalang: note: no unfinished runs to resume\n" and result.stdout == ""
+
+
+def test_cancel_past_the_pivot_says_the_run_goes_forward(runner: CliRunner, tmp_path: Path) -> None:
+    shop = Shop()
+    shop.gate("pack").set()
+    (tmp_path / "shipment.saga").write_text(SPEC)
+    (tmp_path / "shop_plugin.py").write_text(SHOP_PLUGIN)
+    spec = load(tmp_path / "shipment.saga", shop.registry)
+    with_sqlite(tmp_path / "j.db", lambda store: crashed(shop, spec, "notify", store, "r"))
+    result = runner.invoke(
+        main, ["cancel", "r", "--plugin", str(tmp_path / "shop_plugin.py"), "--store", f"sqlite:///{tmp_path}/j.db"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "run r: completed"
+    assert result.stderr.splitlines() == [
+        "sagalang: note: cancel requested, but step ship of run r has completed and cannot be undone: "
+        "this process carries the run on forward to its end instead of compensating it",
+        "sagalang: note: run r completed: the cancel came after its point of no return",
+    ]
 
 
 def test_resume_needs_an_id_or_all(runner: CliRunner, store_url: str) -> None:
@@ -357,7 +416,7 @@ def test_cancel_a_run_nobody_drives(runner: CliRunner, ops: Ops) -> None:
     kinds = _kinds(runner, ops, "c3")
     assert kinds[3] == "saga.resumed" and kinds[-1] == "saga.cancelled"
     again = ops.cli(runner, "cancel", "c3")
-    assert again.exit_code == 1 and "already finished (cancelled)" in again.output
+    assert again.exit_code == 6 and "already finished (cancelled)" in again.output
 
 
 def test_resume_one_and_all(runner: CliRunner, ops: Ops, tmp_path: Path) -> None:

@@ -132,14 +132,78 @@ def test_fail_at_injects_failures(project: Path) -> None:
 def test_invalid_input_exits_3_naming_the_field(project: Path) -> None:
     code, _, err = invoke("--set", "sku=A1", "--set", "qty=many", "--set", "card=x")
     assert code == 3
-    assert "input.qty" in err and "'many' is not of type 'integer'" in err
+    assert err == "sagalang: error: --set qty=many: input.qty expects an integer, not 'many'\n"
+    (project / "in.json").write_text(json.dumps({"sku": "A1", "card": "x", "qty": "many"}))
+    code, _, err = invoke("--input", "in.json")
+    assert code == 3 and "input.qty: 'many' is not of type 'integer'" in err
     code, _, err = invoke("--input", "missing.json")
     assert code == 3 and "cannot read input missing.json" in err
     (project / "bad.json").write_text("{nope")
     code, _, err = invoke("--input", "bad.json")
-    assert code == 3 and "not JSON: line 1" in err
+    assert code == 3 and "bad.json:1:2: input is not valid JSON" in err
     code, _, err = invoke("--set", "novalue")
     assert code == 3 and "KEY=VALUE" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff{}", "in.json: input is not UTF-8 text (byte 0xff at offset 0)"),
+        (b"[1, 2]", "in.json: input must be a JSON object, not an array"),
+        (b"{", "in.json:1:2: input is not valid JSON: Expecting property name enclosed in double quotes"),
+    ],
+)
+def test_a_bad_input_file_exits_3_with_one_line(project: Path, content: bytes, message: str) -> None:
+    (project / "in.json").write_bytes(content)
+    code, out, err = invoke("--input", "in.json")
+    assert code == 3 and out == ""
+    assert err == f"sagalang: error: {message}\n"
+
+
+def test_set_converts_by_the_declared_type(project: Path) -> None:
+    code, out, err = invoke(
+        "--set", "sku=12345", "--set", "card=4111111111111111", "--set", "qty=3", "--events", "ev.jsonl"
+    )
+    assert code == 0, out + err  # a card number for a string field stays text
+    started = json.loads((project / "ev.jsonl").read_text().splitlines()[0])
+    assert started["data"]["input"]["sku"] == "12345" and started["data"]["input"]["qty"] == 3
+    assert started["data"]["input"]["card"] == "***"
+
+
+def test_conflicting_sets_exit_3_naming_both(project: Path) -> None:
+    code, _, err = invoke("--set", "sku=A1", "--set", "address=1", "--set", "address.city=Delft")
+    assert code == 3
+    conflict = "--set address.city=Delft conflicts with --set address=1: both assign input.address"
+    assert err == f"sagalang: error: {conflict}\n"
+    code, _, err = invoke("--set", "card=1111", "--set", "card=2222")
+    assert code == 3 and "--set card=*** conflicts with --set card=***" in err and "1111" not in err
+
+
+def test_fail_at_an_unknown_step_is_a_usage_error(project: Path) -> None:
+    code, out, err = invoke("--set", "sku=A1", "--set", "card=x", "--fail-at", "shipp")
+    assert code == 2, out + err
+    assert "Error: Invalid value for --fail-at: saga 'order' has no step 'shipp'; did you mean 'ship'?" in err
+    code, _, err = invoke("--set", "sku=A1", "--set", "card=x", "--fail-at", "zzz")
+    assert code == 2 and "its steps: reserve, charge, ship, notify" in err
+
+
+def test_submit_reads_input_as_run_does(project: Path) -> None:
+    store = f"sqlite:///{project}/queue.db"
+
+    def submit(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(
+            main, ["submit", "order.saga", "--plugin", "shop.py", "--store", store, "--json", *args]
+        )
+        return result.exit_code, result.stdout, result.stderr
+
+    code, out, err = submit("--set", "sku=12345", "--set", "card=4111111111111111", "--set", "qty=3", "--id", "q1")
+    assert code == 0, out + err
+    assert json.loads(out) == {"run_id": "q1", "created": True, "status": "queued"}
+    code, _, err = submit("--set", "sku=A1", "--set", "address=1", "--set", "address.city=Delft")
+    assert code == 3 and "--set address.city=Delft conflicts with --set address=1" in err
+    (project / "in.json").write_bytes(b"\xff{}")
+    code, _, err = submit("--input", "in.json")
+    assert code == 3 and err == "sagalang: error: in.json: input is not UTF-8 text (byte 0xff at offset 0)\n"
 
 
 def test_invalid_spec_exits_3_with_diagnostics(project: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import sys
@@ -11,31 +10,28 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .common import EXIT_FAILED, EXIT_INVALID, EXIT_NEEDS_HUMAN, EXIT_OK, make_registry, plugin_option, user_errors
+from ..journal.base import RUN_STATES, TERMINAL_STATES
+from .common import (
+    EXIT_FAILED,
+    EXIT_FINISHED,
+    EXIT_INVALID,
+    EXIT_OK,
+    exit_code_for,
+    make_registry,
+    plugin_option,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from ..events import Event
     from ..journal.base import RunRecord, Store
+    from ..operations import ResumeOutcome
     from ..state import RunState
 
 __all__ = ["cancel", "exit_code_for", "history", "list_runs", "resume", "show"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Final run status -> exit code, as for `sagalang run`.
-_EXIT = {
-    "completed": EXIT_OK,
-    "compensated": EXIT_FAILED,
-    "cancelled": EXIT_FAILED,
-    "aborted": EXIT_NEEDS_HUMAN,
-    "stuck": EXIT_NEEDS_HUMAN,
-}
-
-
-def exit_code_for(status: str) -> int:
-    """The exit code of a run that ended in ``status`` (like ``sagalang run``)."""
-    return _EXIT.get(status, EXIT_NEEDS_HUMAN)
 
 
 def store_option(f: F) -> F:
@@ -60,15 +56,6 @@ def _with_store(url: str | None, body: Callable[[Store], Awaitable[T]]) -> T:
     from ..journal import open_store, run_with_store
 
     return run_with_store(open_store(url), body)
-
-
-async def _run_or_fail(store: Store, run_id: str) -> RunRecord:
-    from ..errors import SagaError
-
-    rec = await store.get_run(run_id)
-    if rec is None:
-        raise SagaError(f"no run {run_id!r} in {store.url} (`sagalang list` shows the runs there)")
-    return rec
 
 
 def _when(t: float | None) -> str:
@@ -105,9 +92,7 @@ def _record_json(rec: RunRecord) -> dict[str, Any]:
 @click.command("list")
 @click.option(
     "--status",
-    type=click.Choice(
-        ["queued", "running", "compensating", "completed", "compensated", "aborted", "stuck", "cancelled"]
-    ),
+    type=click.Choice(RUN_STATES),
     default=None,
     help="Only runs in this state.",
 )
@@ -135,7 +120,7 @@ def list_runs(status: str | None, limit: int | None, as_json: bool, store_url: s
     saga_w = max(4, *(len(r.saga) for r in runs))
     click.echo(f"{'RUN ID':<{width}}  {'SAGA':<{saga_w}}  {'STATUS':<12}  {'STARTED':<19}  UPDATED")
     for r in runs:
-        flag = " (cancel requested)" if r.cancel_requested and r.status not in _EXIT else ""
+        flag = " (cancel requested)" if r.cancel_requested and r.status not in TERMINAL_STATES else ""
         click.echo(
             f"{r.run_id:<{width}}  {r.saga:<{saga_w}}  {r.status:<12}  {_when(r.created_at):<19}  "
             f"{_when(r.updated_at)}{flag}"
@@ -146,7 +131,9 @@ def list_runs(status: str | None, limit: int | None, as_json: bool, store_url: s
 
 
 async def _load(store: Store, run_id: str) -> tuple[RunRecord, list[Event]]:
-    rec = await _run_or_fail(store, run_id)
+    from ..operations import stored_run
+
+    rec = await stored_run(store, run_id)
     return rec, await store.events(run_id)
 
 
@@ -218,8 +205,12 @@ def _print_state(rec: RunRecord, state: RunState) -> None:
         click.echo(f"  ended     {_when(state.ended_at)}")
     if state.saga_attempt > 1:
         click.echo(f"  attempt   {state.saga_attempt} (whole-saga retry)")
-    if rec.owner and rec.status not in _EXIT:
+    from ..operations import is_orphaned, lease_is_live
+
+    if rec.status not in TERMINAL_STATES and lease_is_live(rec):
         click.echo(f"  driven by {rec.owner} (lease until {_when(rec.lease_until)})")
+    elif is_orphaned(rec):
+        click.echo(f"  driven by nobody: its process is gone (`sagalang resume {rec.run_id}` continues it)")
     if state.cancel_requested or rec.cancel_requested:
         click.echo("  cancel    requested")
     if state.reason:
@@ -293,46 +284,6 @@ def history(run_id: str, as_json: bool, store_url: str | None) -> None:
 # -- resume and cancel -----------------------------------------------------------------------
 
 
-def spec_drift(rec: RunRecord) -> str | None:
-    """How the run's spec files on disk differ from the definition it started with (None: unchanged)."""
-    from pathlib import Path
-
-    if not rec.spec_path:
-        return None
-    entry = Path(rec.spec_path)
-    if not entry.is_file():
-        return f"{rec.spec_path} no longer exists"
-    folder = entry.parent
-    changed = []
-    for rel, text in sorted(rec.spec.items()):
-        path = folder / rel
-        try:
-            if path.read_text(encoding="utf-8") != text:
-                changed.append(f"{rel} changed")
-        except OSError:
-            changed.append(f"{rel} vanished")
-    return ", ".join(changed) or None
-
-
-def _lease_is_live(rec: RunRecord) -> bool:
-    import time
-
-    from ..journal.leases import owner_is_dead
-
-    return bool(
-        rec.owner and rec.lease_until is not None and rec.lease_until >= time.time() and not owner_is_dead(rec.owner)
-    )
-
-
-async def _drive(store: Store, run_id: str, registry: Any) -> RunState:
-    """Resume one run in this process (the interpreter takes the lease)."""
-    from ..interpreter import resume as resume_run
-
-    # The interpreter takes the run's lease (LeaseHeldError if a live process drives it).
-    result = await resume_run(run_id, store=store, registry=registry)
-    return result.state
-
-
 def _report(state: RunState, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(state.to_json(), indent=2, default=str))
@@ -352,16 +303,27 @@ def _note(text: str) -> None:
     click.echo(f"sagalang: note: {text}", err=True)
 
 
+def _outcome_code(outcome: ResumeOutcome, as_json: bool) -> int:
+    """Print one resumed run's outcome; its exit code."""
+    from ..errors import SagaInputError, SagaValidationError
+
+    if outcome.error is not None:
+        click.echo(f"sagalang: error: run {outcome.run_id}: {outcome.error}", err=True)
+        return EXIT_INVALID if isinstance(outcome.error, SagaValidationError | SagaInputError) else EXIT_FAILED
+    if outcome.state is None:  # skipped: a live process drives it
+        return EXIT_OK
+    _report(outcome.state, as_json)
+    return exit_code_for(outcome.state.status)
+
+
 @click.command()
 @click.argument("run_id", metavar="ID", required=False)
-@click.option("--all", "resume_all", is_flag=True, help="Resume every unfinished run that no live process drives.")
+@click.option("--all", "every", is_flag=True, help="Resume every unfinished run that no live process drives.")
 @json_option
 @store_option
 @plugin_option
 @user_errors(EXIT_FAILED)
-def resume(
-    run_id: str | None, resume_all: bool, as_json: bool, store_url: str | None, plugins: tuple[str, ...]
-) -> None:
+def resume(run_id: str | None, every: bool, as_json: bool, store_url: str | None, plugins: tuple[str, ...]) -> None:
     """Continue runs whose process died: take the lease, fold the journal, carry on.
 
     Steps that were in flight are retried with the same idempotency key, or
@@ -369,61 +331,30 @@ def resume(
     definition it started with, even if its .saga file changed since.
 
     \b
-    Exit status (like `run`): 0 completed, 1 compensated or cancelled (or nothing
-    to resume), 3 invalid spec, 4 aborted or stuck; with --all, the worst of all runs.
+    Exit status (like `run`): 0 completed, 1 compensated or cancelled,
+    3 invalid spec, 4 aborted or stuck; with --all, the worst of all runs, and
+    0 when there is nothing to resume (every run finished, or driven by a live process).
     \b
     Examples:
       sagalang resume 6f1c2e
       sagalang resume --all --store sqlite:///ops/journal.db
     """
-    from ..errors import SagaError, SagaInputError, SagaValidationError
-    from ..journal.base import TERMINAL_STATES
+    from ..errors import SagaInputError, SagaValidationError
+    from ..operations import resume_all, resume_run
 
-    if (run_id is None) == (not resume_all):
+    if (run_id is None) == (not every):
         raise click.UsageError("give a run ID or --all (not both)")
     registry = make_registry(plugins)
-
-    async def one(store: Store, rec: RunRecord) -> RunState:
-        drift = spec_drift(rec)
-        if drift:
-            _note(f"{drift} since run {rec.run_id} started; resuming with the definition it started with")
-        return await _drive(store, rec.run_id, registry)
-
-    async def body(store: Store) -> list[tuple[str, RunState | SagaError]]:
-        if run_id is not None:
-            rec = await _run_or_fail(store, run_id)
-            if rec.status in TERMINAL_STATES:
-                raise SagaError(f"run {run_id} has already finished ({rec.status}); there is nothing to resume")
-            return [(run_id, await one(store, rec))]
-        todo = [r for r in await store.list_runs() if r.status not in TERMINAL_STATES]
-        if not todo:
-            _note("no unfinished runs to resume")
-        results: list[tuple[str, RunState | SagaError]] = []
-        for rec in todo:
-            if _lease_is_live(rec):
-                _note(f"skipping run {rec.run_id}: process {rec.owner} drives it")
-                continue
-            try:
-                results.append((rec.run_id, await one(store, rec)))
-            except SagaError as err:  # one broken run does not stop the others
-                results.append((rec.run_id, err))
-        return results
-
     try:
-        results = _with_store(store_url, body)
+        if run_id is not None:
+            state = _with_store(store_url, lambda s: resume_run(s, run_id, registry, on_note=_note))
+            _report(state, as_json)
+            sys.exit(exit_code_for(state.status))
+        outcomes = _with_store(store_url, lambda s: resume_all(s, registry, on_note=_note))
     except (SagaValidationError, SagaInputError) as err:
         click.echo(f"sagalang: error: {err}", err=True)
         sys.exit(EXIT_INVALID)
-    code = EXIT_OK
-    for rid, outcome in results:
-        if isinstance(outcome, SagaError):
-            click.echo(f"sagalang: error: run {rid}: {outcome}", err=True)
-            invalid = isinstance(outcome, SagaValidationError | SagaInputError)
-            code = max(code, EXIT_INVALID if invalid else EXIT_FAILED)
-            continue
-        _report(outcome, as_json)
-        code = max(code, exit_code_for(outcome.status))
-    sys.exit(code)
+    sys.exit(max((_outcome_code(o, as_json) for o in outcomes), default=EXIT_OK))
 
 
 @click.command()
@@ -432,7 +363,7 @@ def resume(
     "--wait/--no-wait",
     default=True,
     show_default=True,
-    help="When another process drives the run, wait until it has compensated.",
+    help="When another process drives the run, wait until it has finished.",
 )
 @click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True, help="Seconds to wait.")
 @json_option
@@ -445,58 +376,35 @@ def cancel(
     """Cancel a run: stop it and compensate every completed step.
 
     If a live process drives the run, it sees the request and compensates;
-    otherwise this command takes the run over and compensates it itself.
+    otherwise this command takes the run over and compensates it itself. A
+    run whose pivot (or another step without undo) has completed cannot be
+    rolled back: it goes on forward to its end, and a note says so.
 
     \b
-    Exit status (like `run`): 1 cancelled (or compensated), 0 if the run
-    completed before the cancel took effect, 4 aborted or stuck; 0 with
-    --no-wait once the request is recorded.
+    Exit status: 1 cancelled (or compensated), 0 completed (the cancel came
+    after the point of no return), 4 aborted or stuck, 6 the run had already
+    finished (nothing was cancelled); 0 with --no-wait once the request is
+    recorded; 1 for an unknown run or when --timeout passes.
     \b
     Examples:
       sagalang cancel 6f1c2e
       sagalang cancel 6f1c2e --no-wait
     """
-    import time
-
-    from ..errors import SagaError
-    from ..journal.base import TERMINAL_STATES, LeaseHeldError
-    from ..state import fold
+    from ..operations import cancel_run
 
     registry = make_registry(plugins)
-
-    async def body(store: Store) -> RunState | None:
-        rec = await _run_or_fail(store, run_id)
-        if rec.status in TERMINAL_STATES:
-            raise SagaError(f"run {run_id} has already finished ({rec.status}); there is nothing to cancel")
-        if not await store.request_cancel(run_id):
-            latest = await _run_or_fail(store, run_id)
-            raise SagaError(f"run {run_id} has already finished ({latest.status}); there is nothing to cancel")
-        if not _lease_is_live(rec):
-            try:
-                return await _drive(store, run_id, registry)
-            except LeaseHeldError:
-                pass  # someone took it over meanwhile: it will see the request
-            rec = await _run_or_fail(store, run_id)
-        _note(f"cancel requested; {rec.owner} drives run {run_id} and will compensate it")
-        if not wait:
-            return None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-            latest = await _run_or_fail(store, run_id)
-            if latest.status in TERMINAL_STATES:
-                state = fold(await store.events(run_id))
-                state.run_id = run_id
-                return state
-            if not _lease_is_live(latest):  # its driver died before finishing: finish the job here
-                try:
-                    return await _drive(store, run_id, registry)
-                except LeaseHeldError:
-                    continue
-        raise SagaError(f"run {run_id} did not finish compensating within {timeout:g}s; see `sagalang show {run_id}`")
-
-    state = _with_store(store_url, body)
+    outcome = _with_store(
+        store_url, lambda s: cancel_run(s, run_id, registry, wait=wait, timeout=timeout, on_note=_note)
+    )
+    state = outcome.state
     if state is None:
         sys.exit(EXIT_OK)
+    if outcome.already_finished:
+        _note(f"run {run_id} has already finished ({state.status}); there is nothing to cancel")
+        if as_json:
+            _report(state, as_json)
+        sys.exit(EXIT_FINISHED)
     _report(state, as_json)
+    if state.status == "completed":
+        _note(f"run {run_id} completed: the cancel came after its point of no return")
     sys.exit(exit_code_for(state.status))

@@ -5,26 +5,19 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from .common import EXIT_FAILED, EXIT_INVALID, EXIT_NEEDS_HUMAN, EXIT_OK, make_registry, plugin_option, use_color
+from .common import EXIT_BY_STATUS, EXIT_FAILED, EXIT_INVALID, exit_code_for, make_registry, plugin_option, use_color
 
 if TYPE_CHECKING:
     from ..events import Event
     from ..interpreter import RunResult
+    from ..spec import Spec
 
-__all__ = ["EXIT_BY_STATUS", "Progress", "parse_sets", "read_input", "run"]
-
-EXIT_BY_STATUS = {
-    "completed": EXIT_OK,
-    "compensated": EXIT_FAILED,
-    "cancelled": EXIT_FAILED,
-    "aborted": EXIT_NEEDS_HUMAN,
-    "stuck": EXIT_NEEDS_HUMAN,
-}
+__all__ = ["EXIT_BY_STATUS", "Progress", "run"]
 
 # The step status an event leaves behind (the view needs no full fold).
 _STATUS_OF = {
@@ -53,45 +46,6 @@ _MARK = {
 def _fail(message: str) -> NoReturn:
     click.echo(f"sagalang: error: {message}", err=True)
     raise SystemExit(EXIT_INVALID)
-
-
-def parse_sets(sets: tuple[str, ...], data: dict[str, Any]) -> dict[str, Any]:
-    """Apply ``--set key=value`` (value as JSON, else text; ``a.b=1`` sets a nested field)."""
-    for item in sets:
-        key, eq, raw = item.partition("=")
-        if not eq or not key:
-            _fail(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        target = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            nxt = target.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                _fail(f"--set {item!r}: {part!r} is not an object")
-            target = nxt
-        target[parts[-1]] = value
-    return data
-
-
-def read_input(source: str | None) -> dict[str, Any]:
-    """The ``--input`` JSON object from a file or ``-`` (stdin); empty without one."""
-    if source is None:
-        return {}
-    name = "stdin" if source == "-" else source
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except OSError as err:
-        _fail(f"cannot read input {name}: {err.strerror or err}")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        _fail(f"input {name} is not JSON: line {err.lineno} column {err.colno}: {err.msg}")
-    if not isinstance(data, dict):
-        _fail(f"input {name} must be a JSON object, not {type(data).__name__}")
-    return dict(data)
 
 
 class Progress:
@@ -170,10 +124,70 @@ def _summary(result: RunResult, as_json: bool) -> None:
         click.echo("compensation failed: " + ", ".join(broken))
 
 
+def _load(spec: str, plugins: tuple[str, ...], saga_name: str | None) -> tuple[Any, Spec]:
+    """The registry and the validated spec; diagnostics and exit 3 when it is invalid."""
+    from .. import diagnostics as D
+    from ..errors import SagaError, SagaValidationError
+    from ..spec import load
+
+    try:
+        registry = make_registry(plugins)
+        return registry, load(spec, registry, saga=saga_name)
+    except SagaValidationError as err:
+        from ..project import load_project
+
+        texts = load_project([spec])
+        click.echo(D.format_text(err.diagnostics, texts.text_of, use_color(sys.stderr)), nl=False, err=True)
+        click.echo(D.summary(err.diagnostics, len(texts.files) or 1), err=True)
+        raise SystemExit(EXIT_INVALID) from None
+    except SagaError as err:
+        _fail(str(err))
+
+
+def _event_writer(events_file: str) -> tuple[Callable[[Event], None], IO[str]]:
+    """A listener writing each event as a JSON line to ``events_file``, and the file to close."""
+    try:
+        out = open(events_file, "w", encoding="utf-8")  # noqa: SIM115 - the caller closes it
+    except OSError as err:
+        _fail(f"cannot write events to {events_file}: {err.strerror or err}")
+
+    def write_event(ev: Event) -> None:
+        out.write(json.dumps(ev.to_json(), sort_keys=True) + "\n")
+        out.flush()
+
+    return write_event, out
+
+
+async def _drive(loaded: Spec, data: dict[str, Any], store_url: str | None, **options: Any) -> RunResult:
+    """Run the saga on the store; SIGTERM, like Ctrl-C, cancels it (it compensates before the process ends)."""
+    import asyncio
+
+    from ..interpreter import run as run_saga
+    from ..journal import open_store
+
+    store = open_store(store_url)
+    await store.open()
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await run_saga(loaded, data, store=store, **options)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        await store.close()
+
+
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--input", "input_file", metavar="FILE|-", help="Input JSON object (a file, or - for stdin).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set an input field (JSON value, else text).")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set an input field, converted to the field's declared type (undeclared: JSON, else text).",
+)
 @click.option("--saga", "saga_name", help="Which saga of the file to run (default: the first).")
 @plugin_option
 @click.option(
@@ -207,8 +221,9 @@ def run(
     """Run a saga: steps as their dependencies complete, compensation on failure.
 
     \b
-    Exit status: 0 completed, 1 compensated or cancelled, 3 invalid spec or
-    input, 4 aborted or stuck (a human is needed).
+    Exit status: 0 completed, 1 compensated or cancelled, 2 usage error (such
+    as --fail-at naming no step), 3 invalid spec or input, 4 aborted or stuck
+    (a human is needed).
     \b
     Examples:
       sagalang run order.saga --input order.json
@@ -218,62 +233,31 @@ def run(
     """
     import asyncio
 
-    from .. import diagnostics as D
-    from ..errors import SagaError, SagaInputError, SagaValidationError
-    from ..interpreter import run as run_saga
-    from ..journal import open_store
-    from ..spec import load
+    from ..errors import SagaError, SagaInputError
+    from ..inputs import load_input
+    from ..operations import UnknownStepError, check_fail_at
 
-    data = parse_sets(sets, read_input(input_file))
+    registry, loaded = _load(spec, plugins, saga_name)
     try:
-        registry = make_registry(plugins)
-        loaded = load(spec, registry, saga=saga_name)
-    except SagaValidationError as err:
-        from ..project import load_project
-
-        texts = load_project([spec])
-        click.echo(D.format_text(err.diagnostics, texts.text_of, use_color(sys.stderr)), nl=False, err=True)
-        click.echo(D.summary(err.diagnostics, len(texts.files) or 1), err=True)
-        raise SystemExit(EXIT_INVALID) from None
-    except SagaError as err:
+        check_fail_at(loaded, fail_at)
+    except UnknownStepError as err:
+        raise click.BadParameter(str(err), param_hint="--fail-at") from None
+    try:
+        data = load_input(loaded, input_file, sets)
+    except SagaInputError as err:
         _fail(str(err))
     listeners: list[Any] = []
     events_out: IO[str] | None = None
     if events_file is not None:
-        try:
-            events_out = open(events_file, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-        except OSError as err:
-            _fail(f"cannot write events to {events_file}: {err.strerror or err}")
-        out = events_out
-
-        def write_event(ev: Event) -> None:
-            out.write(json.dumps(ev.to_json(), sort_keys=True) + "\n")
-            out.flush()
-
-        listeners.append(write_event)
+        writer, events_out = _event_writer(events_file)
+        listeners.append(writer)
     stream = sys.stderr
     live = bool(getattr(stream, "isatty", lambda: False)()) and progress is not False
     if progress or live:
         listeners.append(Progress(list(loaded.graph.order), live, use_color(stream), stream))
-
-    async def main() -> RunResult:
-        store = open_store(store_url)
-        await store.open()
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        if task is not None:
-            # SIGTERM, like Ctrl-C, cancels the saga: it stops and compensates before the process ends.
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        try:
-            return await run_saga(
-                loaded, data, store=store, registry=registry, run_id=run_id, listeners=listeners, fail_at=fail_at
-            )
-        finally:
-            loop.remove_signal_handler(signal.SIGTERM)
-            await store.close()
-
+    options = {"registry": registry, "run_id": run_id, "listeners": listeners, "fail_at": fail_at}
     try:
-        result = asyncio.run(main())
+        result = asyncio.run(_drive(loaded, data, store_url, **options))
     except SagaInputError as err:
         _fail(str(err))
     except SagaError as err:
@@ -283,4 +267,4 @@ def run(
         if events_out is not None:
             events_out.close()
     _summary(result, as_json)
-    sys.exit(EXIT_BY_STATUS.get(result.status, EXIT_FAILED))
+    sys.exit(exit_code_for(result.status))

@@ -12,7 +12,6 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,7 +19,7 @@ import click
 from .cmd_ops import json_option, store_option
 from .common import EXIT_FAILED, EXIT_INVALID, make_registry, plugin_option, user_errors
 
-__all__ = ["Duration", "migrate", "parse_sets", "submit", "worker"]
+__all__ = ["Duration", "migrate", "submit", "worker"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -47,53 +46,16 @@ class Duration(_ParamBase):
         return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
-def parse_sets(sets: tuple[str, ...], base: dict[str, Any]) -> dict[str, Any]:
-    """Apply ``--set key.sub=value`` overrides; a value that parses as JSON is JSON, else a string."""
-    out = dict(base)
-    for item in sets:
-        key, eq, raw = item.partition("=")
-        if not eq or not key.strip():
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        target = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            nxt = target.get(part)
-            if not isinstance(nxt, dict):
-                nxt = target[part] = {}
-            else:
-                nxt = target[part] = dict(nxt)
-            target = nxt
-        target[parts[-1]] = value
-    return out
-
-
-def _read_input(source: str | None) -> dict[str, Any]:
-    from ..errors import SagaInputError
-
-    if source is None:
-        return {}
-    where = "standard input" if source == "-" else source
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except OSError as err:
-        raise SagaInputError(f"cannot read the input file {source}: {err.strerror or err}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SagaInputError(f"{where}:{err.lineno}:{err.colno}: input is not valid JSON: {err.msg}") from None
-    if not isinstance(data, dict):
-        raise SagaInputError(f"{where}: input must be a JSON object, got {type(data).__name__}")
-    return data
-
-
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--input", "input_file", metavar="FILE|-", help="The saga's input: a JSON file, or - for stdin.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set one input field (JSON or text).")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set one input field, converted to the field's declared type (undeclared: JSON, else text).",
+)
 @click.option(
     "--id", "run_id", metavar="ID", help="The run's id (default: SAGA-random); submitting it again is a no-op."
 )
@@ -128,15 +90,15 @@ def submit(
       echo '{"order_id": "A2"}' | sagalang submit order.saga --input -
     """
     from ..errors import SagaError
+    from ..inputs import load_input
     from ..journal import open_store, run_with_store
+    from ..spec import load
     from ..worker import queued_record
 
     registry = make_registry(plugins)
     try:
-        from .. import spec as spec_mod
-
-        loaded = spec_mod.load(spec_path, registry=registry, saga=saga_name)
-        data = loaded.prepare_input(parse_sets(sets, _read_input(input_file)))
+        loaded = load(spec_path, registry=registry, saga=saga_name)
+        data = loaded.prepare_input(load_input(loaded, input_file, sets))
     except SagaError as err:
         click.echo(f"sagalang: error: {err}", err=True)
         sys.exit(EXIT_INVALID)

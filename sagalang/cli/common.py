@@ -11,10 +11,13 @@ from typing import Any, TypeVar
 import click
 
 __all__ = [
+    "EXIT_BY_STATUS",
     "EXIT_FAILED",
+    "EXIT_FINISHED",
     "EXIT_INVALID",
     "EXIT_NEEDS_HUMAN",
     "EXIT_OK",
+    "exit_code_for",
     "make_registry",
     "plugin_option",
     "use_color",
@@ -25,8 +28,23 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # compensated, cancelled, validation errors, would-change
 EXIT_INVALID = 3  # invalid spec or input (run)
 EXIT_NEEDS_HUMAN = 4  # aborted or stuck
+EXIT_FINISHED = 6  # cancel: the run had already finished, nothing was cancelled
+
+# A run's final status -> the exit code of the command that drove or waited for it.
+EXIT_BY_STATUS = {
+    "completed": EXIT_OK,
+    "compensated": EXIT_FAILED,
+    "cancelled": EXIT_FAILED,
+    "aborted": EXIT_NEEDS_HUMAN,
+    "stuck": EXIT_NEEDS_HUMAN,
+}
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exit_code_for(status: str) -> int:
+    """The exit code for a run that ended in ``status``; a run left unfinished needs a human."""
+    return EXIT_BY_STATUS.get(status, EXIT_NEEDS_HUMAN)
 
 
 def plugin_option(f: F) -> F:

@@ -15,12 +15,25 @@ import datetime as _dt
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator
+from typing import NamedTuple, Protocol
 
 from ..errors import StoreError
 from .base import LeaseHeldError, Store
 
-__all__ = ["DEFAULT_LEASE_TTL", "hold", "lease_held_error", "make_owner", "owner_is_dead", "parse_owner"]
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "Lease",
+    "LeaseHolder",
+    "hold",
+    "lease_held_error",
+    "lease_is_live",
+    "make_owner",
+    "owner_is_dead",
+    "owner_text",
+    "parse_owner",
+]
 
 log = logging.getLogger("sagalang.journal")
 
@@ -83,10 +96,47 @@ def owner_is_dead(owner: str) -> bool:
     return bool(start) and _start_token(pid) not in ("", start)
 
 
+class LeaseHolder(Protocol):
+    """Anything that names a lease's owner and expiry: a :class:`~sagalang.journal.base.RunRecord`, a :class:`Lease`."""
+
+    @property
+    def owner(self) -> str | None:
+        """Who holds the lease (None: nobody)."""
+
+    @property
+    def lease_until(self) -> float | None:
+        """When it expires (seconds since the epoch)."""
+
+
+class Lease(NamedTuple):
+    """A lease as a store's row holds it."""
+
+    owner: str | None
+    lease_until: float | None
+
+
+def lease_is_live(record: LeaseHolder, now: float | None = None) -> bool:
+    """Whether a live process holds the lease: it has an owner, has not expired, and its owner has not exited.
+
+    The one answer to "does somebody drive this run?" (``resume --all``, ``cancel``,
+    the embedded stores' ``acquire``). An owner on another host is trusted until expiry.
+    """
+    if not record.owner or record.lease_until is None:
+        return False
+    if record.lease_until < (time.time() if now is None else now):
+        return False
+    return not owner_is_dead(record.owner)
+
+
+def owner_text(owner: str) -> str:
+    """An owner id as people read it: ``process PID on host HOST``."""
+    host, pid, _ = parse_owner(owner)
+    return f"process {pid} on host {host}" if pid is not None else f"owner {owner!r}"
+
+
 def lease_held_error(run_id: str, owner: str | None, lease_until: float | None) -> LeaseHeldError:
     """The refusal a second driver of a run gets: who holds it and until when."""
-    host, pid, _ = parse_owner(owner or "?")
-    who = f"process {pid} on host {host}" if pid is not None else f"owner {owner!r}"
+    who = owner_text(owner or "?")
     until = (
         _dt.datetime.fromtimestamp(lease_until).astimezone().isoformat(timespec="seconds")
         if lease_until is not None

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import StoreError
 from ..events import TERMINAL_EVENTS, Event
 from .base import TERMINAL_STATES, RunRecord, StaleEpochError
+from .leases import lease_is_live
 
 __all__ = ["MemoryStore"]
 
@@ -159,7 +160,7 @@ class MemoryStore:
         if rec is None:
             raise StoreError(f"unknown run {run_id!r}")
         now = time.time()
-        if rec.owner not in (None, owner) and rec.lease_until is not None and rec.lease_until > now:
+        if rec.owner != owner and lease_is_live(rec, now):
             return None
         epoch = rec.epoch + 1
         self._runs[run_id] = dataclasses.replace(rec, owner=owner, lease_until=now + ttl, epoch=epoch)

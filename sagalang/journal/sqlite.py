@@ -44,7 +44,7 @@ from urllib.parse import parse_qs
 from ..errors import StoreError
 from ..events import TERMINAL_EVENTS, Event
 from .base import TERMINAL_STATES, RunRecord, StaleEpochError
-from .leases import owner_is_dead
+from .leases import Lease, lease_is_live
 from .migrations import migrate_sqlite
 
 __all__ = ["SQLiteStore", "parse_sqlite_url"]
@@ -548,8 +548,7 @@ class SQLiteStore:
                 raise StoreError(f"cannot take the lease of run {run_id}: no such run in {self.path}")
             holder, until, epoch = row
             now = time.time()
-            live = holder is not None and holder != owner and until is not None and until >= now
-            if live and not owner_is_dead(holder):
+            if holder != owner and lease_is_live(Lease(holder, until), now):
                 return None
             conn.execute(
                 "UPDATE runs SET owner = ?, lease_until = ?, epoch = ?, updated_at = ? WHERE run_id = ?",
