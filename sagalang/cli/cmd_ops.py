@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ..status import RunStatus
 from .common import EXIT_FAILED, EXIT_INVALID, EXIT_NEEDS_HUMAN, EXIT_OK, make_registry, plugin_option, user_errors
 
 if TYPE_CHECKING:
@@ -105,9 +106,7 @@ def _record_json(rec: RunRecord) -> dict[str, Any]:
 @click.command("list")
 @click.option(
     "--status",
-    type=click.Choice(
-        ["queued", "running", "compensating", "completed", "compensated", "aborted", "stuck", "cancelled"]
-    ),
+    type=click.Choice([s.value for s in RunStatus]),
     default=None,
     help="Only runs in this state.",
 )
