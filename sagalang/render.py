@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import ir
 from . import semantics as sem
 from .errors import SagaError
+from .fmt import format_expr
 from .graph import SagaGraph, build
 
 if TYPE_CHECKING:
@@ -188,84 +189,9 @@ def _retry_text(policy: ir.RetryPolicy) -> str:
     return " · ".join(parts)
 
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6, "neg": 7, "atom": 8}
-
-
-def _str_lit(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _prec(e: ir.Expr) -> int:
-    if isinstance(e, ir.BoolOp):
-        return _PREC[e.op]
-    if isinstance(e, ir.Compare):
-        return _PREC["cmp"]
-    if isinstance(e, ir.Arith):
-        return _PREC[e.ops[0]] if e.ops else _PREC["atom"]
-    if isinstance(e, ir.Unary):
-        return _PREC["not"] if e.ops and e.ops[0] == "not" else _PREC["neg"]
-    return _PREC["atom"]
-
-
-def _wrap(e: ir.Expr, minimum: int) -> str:
-    text = expr_text(e)
-    return f"({text})" if _prec(e) < minimum else text
-
-
 def expr_text(e: ir.Expr) -> str:
-    """An expression back in the language's syntax (for labels), parenthesised only where needed."""
-    if isinstance(e, ir.Literal):
-        v = e.value
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if v is None:
-            return "null"
-        if isinstance(v, str):
-            return _str_lit(v)
-        return _number(v) if isinstance(v, float) else str(v)
-    if isinstance(e, ir.Name):
-        return e.id
-    if isinstance(e, ir.Path):
-        out = _wrap(e.base, _PREC["atom"])
-        for key in e.keys:
-            if isinstance(key, ir.Literal) and isinstance(key.value, str) and _IDENT.match(key.value):
-                out += "." + key.value
-            else:
-                out += f"[{expr_text(key)}]"
-        return out
-    if isinstance(e, ir.FuncCall):
-        return f"{e.func}({', '.join(expr_text(a) for a in e.args)})"
-    if isinstance(e, ir.Unary):
-        inner = _wrap(e.operand, _PREC["neg"])
-        for prefix in reversed(e.ops):
-            inner = ("not " if prefix == "not" else "-") + inner
-        return inner
-    if isinstance(e, ir.Arith):
-        level = _prec(e)
-        out = _wrap(e.operands[0], level)
-        for op, operand in zip(e.ops, e.operands[1:]):
-            out += f" {op} {_wrap(operand, level + 1)}"
-        return out
-    if isinstance(e, ir.Compare):
-        return f"{_wrap(e.left, _PREC['+'])} {e.op} {_wrap(e.right, _PREC['+'])}"
-    if isinstance(e, ir.BoolOp):
-        level = _PREC[e.op]
-        return f" {e.op} ".join(_wrap(v, level + 1) for v in e.values)
-    if isinstance(e, ir.ListExpr):
-        return "[" + ", ".join(expr_text(i) for i in e.items) + "]"
-    if isinstance(e, ir.MapExpr):
-        pairs = (f"{k if _IDENT.match(k) else _str_lit(k)}: {expr_text(v)}" for k, v in zip(e.keys, e.values))
-        return "{" + ", ".join(pairs) + "}"
-    if isinstance(e, ir.Template):
-        body = ""
-        for part in e.parts:
-            if isinstance(part, ir.Literal) and isinstance(part.value, str):
-                body += _str_lit(part.value)[1:-1].replace("${", "\\${")
-            else:
-                body += "${" + expr_text(part) + "}"
-        return f'"{body}"'
-    return "?"
+    """An expression back in the language's syntax (for labels), as the formatter prints it."""
+    return format_expr(e)
 
 
 def _foreach_text(fe: ir.ForEach) -> str:
