@@ -933,31 +933,35 @@ def step_classes(ctx: SagaContext) -> Iterator[Diagnostic]:
     yield from _forever_before_pivot(ctx, [g.steps[n] for n in g.order if n in before])
 
 
+# Where a step stands although its class does not allow it, in a saga with a ``pivot`` step:
+# code, message and hint (formatted with the step, the pivot and why the step cannot be undone).
+_MISPLACED: dict[sem.Misplaced, tuple[str, str, str]] = {
+    sem.Misplaced.BEFORE_PIVOT: (
+        "E605",
+        "step {step!r} runs before the pivot {pivot!r} but cannot be undone ({why})",
+        "give it an undo (or mark it readonly if it changes nothing)",
+    ),
+    sem.Misplaced.AFTER_PIVOT: (
+        "E606",
+        "step {step!r} can be undone but runs after the pivot {pivot!r}, where nothing is compensated",
+        "move it before the pivot, or drop its undo and give it a retry policy",
+    ),
+    sem.Misplaced.BESIDE_PIVOT: (
+        "E607",
+        "step {step!r} may run concurrently with the pivot {pivot!r}",
+        "order it with 'after': before {pivot!r} (with an undo) or after it (retriable)",
+    ),
+}
+
+
 def _around_explicit_pivot(ctx: SagaContext, step: ir.Step, cls: sem.StepClass, pivot: str) -> Iterator[Diagnostic]:
     """E605, E606, E607, W610 for one step of a saga with a ``pivot`` step."""
     if step.kind == "pivot":
         return
-    if cls.misplaced is sem.Misplaced.BEFORE_PIVOT:
-        yield ctx.diag(
-            "E605",
-            f"step {step.name!r} runs before the pivot {pivot!r} but cannot be undone ({_why_irreversible(step)})",
-            step.span,
-            "give it an undo (or mark it readonly if it changes nothing)",
-        )
-    elif cls.misplaced is sem.Misplaced.AFTER_PIVOT:
-        yield ctx.diag(
-            "E606",
-            f"step {step.name!r} can be undone but runs after the pivot {pivot!r}, where nothing is compensated",
-            step.span,
-            "move it before the pivot, or drop its undo and give it a retry policy",
-        )
-    elif cls.misplaced is sem.Misplaced.BESIDE_PIVOT:
-        yield ctx.diag(
-            "E607",
-            f"step {step.name!r} may run concurrently with the pivot {pivot!r}",
-            step.span,
-            f"order it with 'after': before {pivot!r} (with an undo) or after it (retriable)",
-        )
+    if cls.misplaced is not None:
+        code, message, hint = _MISPLACED[cls.misplaced]
+        facts = {"step": step.name, "pivot": pivot, "why": _why_irreversible(step)}
+        yield ctx.diag(code, message.format(**facts), step.span, hint.format(**facts))
     elif ctx.graph.is_ancestor(pivot, step.name) and _never_retried(ctx, step):
         yield _stuck_warning(ctx, step, pivot)
 
