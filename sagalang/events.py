@@ -6,9 +6,11 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .status import TERMINAL_EVENTS  # public here too: the events that end a run, and the status they end it in
+
 __all__ = ["CONTRACT_EVENTS", "EVENT_KINDS", "EXTRA_EVENTS", "TERMINAL_EVENTS", "Event", "Listener"]
 
-# Names fixed by the contract (DESIGN §5).
+# Names fixed by the contract (docs/semantics.md lists them).
 CONTRACT_EVENTS = (
     "saga.started",
     "step.started",
@@ -34,13 +36,6 @@ EXTRA_EVENTS = (
     "compensation.retrying",  # an undo failed and will be tried again
 )
 EVENT_KINDS = CONTRACT_EVENTS + EXTRA_EVENTS
-TERMINAL_EVENTS = {
-    "saga.completed": "completed",
-    "saga.compensated": "compensated",
-    "saga.aborted": "aborted",
-    "saga.stuck": "stuck",
-    "saga.cancelled": "cancelled",
-}
 
 
 @dataclass(frozen=True, slots=True)

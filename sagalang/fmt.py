@@ -66,6 +66,7 @@ from lark.exceptions import UnexpectedInput
 from . import ir
 from .errors import SagaSyntaxError
 from .parser import _parse_fragment, _SagaLexer, grammar_path, parse
+from .precedence import ATOM, COMPARE, NOT, precedence
 from .source import Span
 from .transform import SagaTransformer
 
@@ -88,9 +89,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Characters a string body cannot hold as they are (or may not, for ${ and quotes).
 _SPECIAL = re.compile(r"[\"'\\$]|[^\x20-\x7e]")
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0"}
-_ARITH_PREC = {"+": 5, "-": 5, "*": 6, "/": 6, "%": 6}
-_NOT_OPERAND = 4  # `not` parses its operand at this precedence and swallows operators >= it
-_ATOM = 8
+_NOT_OPERAND = NOT + 1  # `not` parses its operand at this precedence and swallows operators >= it
 
 # ---- token structure ---------------------------------------------------------
 _OPEN = {"LPAR", "LSQB", "LBRACE"}
@@ -765,27 +764,13 @@ def _plain_number(value: float) -> str:
 # ---- expressions ---------------------------------------------------------------------
 
 
-def _prec(e: ir.Expr) -> int:
-    """How tightly ``e`` binds when printed without parentheses (the parser's precedence levels)."""
-    t = type(e)
-    if t is ir.BoolOp:
-        return 1 if e.op == "or" else 2  # type: ignore[union-attr]
-    if t is ir.Unary:
-        return 3 if e.ops[0] == "not" else 7  # type: ignore[union-attr]
-    if t is ir.Compare:
-        return 4
-    if t is ir.Arith:
-        return _ARITH_PREC[e.ops[0]]  # type: ignore[union-attr]
-    return _ATOM
-
-
 def _operand(e: ir.Expr, need: int, follow: int, q: int) -> str:
     """``e`` where the parser reads an operand of precedence ``need``, followed by an operator of ``follow``.
 
     A bare ``not`` takes everything that binds at least as tight as a comparison
     after it, so it needs parentheses exactly when such an operator follows.
     """
-    paren = follow >= _NOT_OPERAND if type(e) is ir.Unary and e.ops[0] == "not" else _prec(e) < need
+    paren = follow >= _NOT_OPERAND if type(e) is ir.Unary and e.ops[0] == "not" else precedence(e) < need
     return f"({_expr(e, 0, q)})" if paren else _expr(e, follow, q)
 
 
@@ -799,7 +784,7 @@ def _expr(e: ir.Expr, follow: int, q: int) -> str:
     if t is ir.Path:
         assert isinstance(e, ir.Path)
         base = e.base
-        paren = type(base) is ir.Path or _prec(base) < _ATOM
+        paren = type(base) is ir.Path or precedence(base) < ATOM
         # `null.a` would lex as one dotted name (a Name `null`), so such a literal base keeps parentheses.
         keyword_literal = type(base) is ir.Literal and (base.value is None or type(base.value) is bool)
         paren = paren or (keyword_literal and _dot_key(e.keys[0]))
@@ -821,20 +806,21 @@ def _expr(e: ir.Expr, follow: int, q: int) -> str:
         else:
             operands = e.values
             ops = (e.op,) * (len(operands) - 1)
-        p = _prec(e)
+        p = precedence(e)
         last = len(operands) - 1
         parts = [_operand(o, p + 1, p if i < last else follow, q) for i, o in enumerate(operands)]
         return parts[0] + "".join(f" {op} {part}" for op, part in zip(ops, parts[1:]))
     if t is ir.Compare:
         assert isinstance(e, ir.Compare)
-        return f"{_operand(e.left, 5, 4, q)} {e.op} {_operand(e.right, 5, follow, q)}"
+        c = COMPARE
+        return f"{_operand(e.left, c + 1, c, q)} {e.op} {_operand(e.right, c + 1, follow, q)}"
     if t is ir.Unary:
         assert isinstance(e, ir.Unary)
         o = e.operand
         if type(o) is ir.Unary and o.ops[0] == e.ops[0]:
             inner = f"({_expr(o, 0, q)})"  # `not (not x)` is not `not not x` in the IR
         else:
-            inner = _operand(o, _NOT_OPERAND if e.ops[0] == "not" else _ATOM, follow, q)
+            inner = _operand(o, _NOT_OPERAND if e.ops[0] == "not" else ATOM, follow, q)
         if e.ops[0] == "not":
             return "not " * len(e.ops) + inner
         return "-" * len(e.ops) + inner

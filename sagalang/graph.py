@@ -8,6 +8,7 @@ block. Unknown names in ``after`` are left out here (the validator reports them)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -59,6 +60,18 @@ class SagaGraph:
                 acc |= masks[dep] | (1 << index[dep])
             masks[name] = acc
         return masks
+
+    def mask(self, names: Iterable[str]) -> int:
+        """``names`` as a bit mask comparable with :meth:`ancestor_mask` (one bit per step)."""
+        index = self._index
+        out = 0
+        for name in names:
+            out |= 1 << index[name]
+        return out
+
+    def ancestor_mask(self, name: str) -> int:
+        """The steps guaranteed to have finished before ``name`` starts, as a bit mask."""
+        return self._masks[name]
 
     def is_ancestor(self, a: str, b: str) -> bool:
         """True when ``a`` is guaranteed to have finished before ``b`` starts."""

@@ -128,7 +128,7 @@ def no_return_passed(record: RunRecord, state: RunState) -> str | None:
     Steps inside a sub-saga count too (``caller/step``). A spec that no longer
     loads gives None: nothing is known about it.
     """
-    from .plan import _no_return  # the plan's answer: what `sagalang plan` shows as the point of no return
+    from .semantics import is_pivot_like
     from .spec import Spec
 
     try:
@@ -145,7 +145,8 @@ def no_return_passed(record: RunRecord, state: RunState) -> str | None:
             call = spec.graphs[saga].steps[caller].call
             assert call is not None  # fail_at_targets descends through call steps only
             saga = call.saga
-        if _no_return(spec.graphs[saga].steps[name]):
+        # A sub-saga's steps count one by one, as the runtime judges them.
+        if is_pivot_like(spec.graphs[saga].steps[name]):
             return qualified
     return None
 

@@ -26,20 +26,14 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer, TracerProvider
 
 from .events import Event
+from .status import TERMINAL_EVENTS, RunStatus
 
 __all__ = ["ATTR_PREFIX", "OtelListener"]
 
 ATTR_PREFIX = "saga"
 
-# Outcomes of a run that mean "the business operation did not happen".
-_FAILED_OUTCOMES = {"saga.compensated", "saga.aborted", "saga.stuck", "saga.cancelled"}
-_TERMINAL = {
-    "saga.completed": "completed",
-    "saga.compensated": "compensated",
-    "saga.aborted": "aborted",
-    "saga.stuck": "stuck",
-    "saga.cancelled": "cancelled",
-}
+# Outcomes of a run that mean "the business operation did not happen": every end but completion.
+_FAILED_OUTCOMES = frozenset(kind for kind, status in TERMINAL_EVENTS.items() if status != RunStatus.COMPLETED)
 
 _Key = tuple[str, str, str, int | None]  # (run id, "step" | "compensate", step, item)
 
@@ -83,8 +77,8 @@ class OtelListener:
         """Turn one event into span starts, ends and span events."""
         with self._lock:
             kind = event.kind
-            if kind in _TERMINAL:
-                self._finish_saga(event, _TERMINAL[kind])
+            if kind in TERMINAL_EVENTS:
+                self._finish_saga(event, TERMINAL_EVENTS[kind].value)
             elif kind in ("saga.started", "saga.resumed"):
                 self._start_saga(event)
             elif kind.startswith("step."):

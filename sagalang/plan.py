@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import ir
+from . import semantics as sem
 from .graph import SagaGraph, build
 
 __all__ = [
@@ -150,16 +151,19 @@ def describe_retry(policy: ir.RetryPolicy | None) -> str | None:
 # ---- computing the plan -------------------------------------------------------------------
 
 
-def _has_undo(step: ir.Step) -> bool:
-    return step.kind != "readonly" and (step.undo is not None or step.use is not None or step.call is not None)
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the plan knows beyond the IR: the sagas ``call`` may run and the registered step objects."""
+
+    callees: Mapping[str, ir.Saga]
+    objects: sem.Objects = None
+
+    def has_undo(self, step: ir.Step) -> bool:
+        """Whether compensating ``step`` may undo something."""
+        return sem.has_undo(step, self.objects, self.callees)
 
 
-def _no_return(step: ir.Step) -> bool:
-    """A step after which backward recovery is impossible: the pivot, or a side effect without undo."""
-    return step.kind == "pivot" or (step.kind != "readonly" and not _has_undo(step) and step.do is not None)
-
-
-def _step_plan(g: SagaGraph, step: ir.Step, level: int, after_pivot: bool) -> StepPlan:
+def _step_plan(g: SagaGraph, step: ir.Step, level: int, after_pivot: bool, known: _Known) -> StepPlan:
     marks: list[str] = []
     if step.kind in ("readonly", "pivot"):
         marks.append(step.kind)
@@ -178,25 +182,25 @@ def _step_plan(g: SagaGraph, step: ir.Step, level: int, after_pivot: bool) -> St
     undo: str | None = None
     if step.do is not None:
         action, target = "do", step.do.handler
-        undo = step.undo.handler if step.undo is not None and step.kind != "readonly" else None
     elif step.call is not None:
-        action, target, undo = "call", step.call.saga, "sub-saga"
+        action, target = "call", step.call.saga
     elif step.use is not None:
-        action, target, undo = "use", step.use.handler, "step object"
-    defaults = g.saga.defaults
-    retry = step.retry or (defaults.retry if defaults is not None else None)
+        action, target = "use", step.use.handler
+    if known.has_undo(step):
+        undo = step.undo.handler if step.undo is not None else "sub-saga" if step.call is not None else "step object"
+    retry = sem.effective_retry(g.saga, step)
     return StepPlan(step.name, level, step.kind, action, target, undo, tuple(marks), describe_retry(retry))
 
 
-def _undo(g: SagaGraph, name: str, certainty: Certainty, callees: Mapping[str, ir.Saga]) -> Undo:
+def _undo(g: SagaGraph, name: str, certainty: Certainty, known: _Known) -> Undo:
     step = g.steps[name]
     inner: tuple[str, ...] = ()
-    if step.call is not None and step.call.saga in callees:
-        inner = _callee_order(callees[step.call.saga], callees, {g.saga.name})
+    if step.call is not None and step.call.saga in known.callees:
+        inner = _callee_order(known.callees[step.call.saga], known, {g.saga.name})
     return Undo(name, certainty, step.when is not None, step.foreach is not None, step.call is not None, inner)
 
 
-def _callee_order(saga: ir.Saga, callees: Mapping[str, ir.Saga], seen: set[str]) -> tuple[str, ...]:
+def _callee_order(saga: ir.Saga, known: _Known, seen: set[str]) -> tuple[str, ...]:
     """A called saga's undoable steps in its compensation order, nested calls as ``step/inner``."""
     if saga.name in seen:
         return ()  # recursion is reported by the validator; do not loop here
@@ -204,43 +208,42 @@ def _callee_order(saga: ir.Saga, callees: Mapping[str, ir.Saga], seen: set[str])
     if not g.is_dag:
         return ()
     out: list[str] = []
-    for n in g.reverse_order({n for n in g.steps if _has_undo(g.steps[n])}):
+    for n in g.reverse_order({n for n in g.steps if known.has_undo(g.steps[n])}):
         step = g.steps[n]
-        if step.call is not None and step.call.saga in callees:
-            out += [f"{n}/{i}" for i in _callee_order(callees[step.call.saga], callees, seen | {saga.name})]
+        if step.call is not None and step.call.saga in known.callees:
+            out += [f"{n}/{i}" for i in _callee_order(known.callees[step.call.saga], known, seen | {saga.name})]
         else:
             out.append(n)
     return tuple(out)
 
 
-def plan_saga(saga: ir.Saga, file: str = "", callees: Mapping[str, ir.Saga] | None = None) -> SagaPlan:
+def plan_saga(
+    saga: ir.Saga, file: str = "", callees: Mapping[str, ir.Saga] | None = None, objects: sem.Objects = None
+) -> SagaPlan:
     """The plan of ``saga`` (its graph must be acyclic; the validator reports cycles).
 
     ``callees`` are the sagas ``call`` may name (by name); with them, the plan spells
-    out what compensating a sub-saga undoes.
+    out what compensating a sub-saga undoes. ``objects`` (a registry) says which
+    step objects can compensate; without it every one is assumed to.
     """
-    callees = callees or {}
+    known = _Known(callees or {}, objects)
     g = build(saga)
     if not g.is_dag:
         raise ValueError(f"saga {saga.name!r} has a dependency cycle")
     level_of = {name: i + 1 for i, level in enumerate(g.levels) for name in level}
-    no_return = [n for n in g.topo if _no_return(g.steps[n])]
-    explicit = [n for n in g.topo if g.steps[n].kind == "pivot"]
-    pivot = explicit[0] if explicit else (no_return[0] if no_return else None)
-    order: Literal["reverse", "parallel"] = (
-        "parallel" if saga.compensation is not None and saga.compensation.order == "parallel" else "reverse"
-    )
+    no_return = list(sem.pivot_like_steps(g, objects, known.callees))
+    pivot = sem.pivot(g, objects, known.callees)
+    order = sem.compensation_order(saga)
     steps: list[StepPlan] = []
     failures: list[FailurePlan] = []
     for name in g.topo:
         step = g.steps[name]
-        ancestors = g.ancestors(name)
-        committed = [a for a in g.topo if a in ancestors and a in no_return]
-        steps.append(_step_plan(g, step, level_of[name], bool(committed)))
+        committed = [a for a in no_return if g.is_ancestor(a, name)]
+        steps.append(_step_plan(g, step, level_of[name], bool(committed), known))
         if committed:
             failures.append(_forward(g, name, committed))
         else:
-            failures.append(_backward(g, name, order, no_return, callees))
+            failures.append(_backward(g, name, order, no_return, known))
     notes: list[str] = []
     if saga.timeout is not None:
         notes.append(
@@ -268,9 +271,7 @@ def plan_saga(saga: ir.Saga, file: str = "", callees: Mapping[str, ir.Saga] | No
 
 
 def _forward(g: SagaGraph, name: str, committed: list[str]) -> FailurePlan:
-    step = g.steps[name]
-    defaults = g.saga.defaults
-    policy = step.retry or (defaults.retry if defaults is not None else None)
+    policy = sem.effective_retry(g.saga, g.steps[name])
     where = committed[0]
     if policy is None:
         note = f"past {where} there is no going back; no retry policy, so the saga is stuck at its first failure"
@@ -281,13 +282,13 @@ def _forward(g: SagaGraph, name: str, committed: list[str]) -> FailurePlan:
     return FailurePlan(name, "forward", (), (note,))
 
 
-def _backward(g: SagaGraph, name: str, order: str, no_return: list[str], callees: Mapping[str, ir.Saga]) -> FailurePlan:
+def _backward(g: SagaGraph, name: str, order: str, no_return: list[str], known: _Known) -> FailurePlan:
     step = g.steps[name]
-    certain = {a for a in g.ancestors(name) if _has_undo(g.steps[a])}
+    certain = {a for a in g.ancestors(name) if known.has_undo(g.steps[a])}
     concurrent = g.concurrent(name)
-    maybe = {c for c in concurrent if _has_undo(g.steps[c])}
+    maybe = {c for c in concurrent if known.has_undo(g.steps[c])}
     involved = set(certain) | maybe
-    if _has_undo(step):
+    if known.has_undo(step):
         involved.add(name)
 
     def certainty(n: str) -> Certainty:
@@ -298,7 +299,7 @@ def _backward(g: SagaGraph, name: str, order: str, no_return: list[str], callees
     # Both orders respect dependencies: a step is undone only after every step that depended on it.
     # Undos of one group are independent of each other: with `order parallel` they run together;
     # with `order reverse` one at a time, the latest completed first (which only a run can tell).
-    groups = tuple(tuple(_undo(g, n, certainty(n), callees) for n in grp) for grp in g.reverse_levels(involved))
+    groups = tuple(tuple(_undo(g, n, certainty(n), known) for n in grp) for grp in g.reverse_levels(involved))
     notes: list[str] = []
     if not involved:
         notes.append("nothing to undo: no step with an undo can have completed")
@@ -310,10 +311,12 @@ def _backward(g: SagaGraph, name: str, order: str, no_return: list[str], callees
     return FailurePlan(name, "backward", groups, tuple(notes))
 
 
-def plan_module(module: ir.Module, callees: Mapping[str, ir.Saga] | None = None) -> list[SagaPlan]:
+def plan_module(
+    module: ir.Module, callees: Mapping[str, ir.Saga] | None = None, objects: sem.Objects = None
+) -> list[SagaPlan]:
     """The plans of every saga in ``module`` (``callees``: sagas of imported files, by name)."""
     scope = {**(callees or {}), **{s.name: s for s in module.sagas}}
-    return [plan_saga(s, module.file, scope) for s in module.sagas]
+    return [plan_saga(s, module.file, scope, objects) for s in module.sagas]
 
 
 # ---- output -----------------------------------------------------------------------------

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import ir
+from . import semantics as sem
 from .errors import SagaError
+from .fmt import format_expr
 from .graph import SagaGraph, build
 
 if TYPE_CHECKING:
@@ -72,6 +74,11 @@ _SUFFIXES = {
 GRAPHVIZ_HINT = "install Graphviz: `apt-get install graphviz` (Debian/Ubuntu) or `brew install graphviz` (macOS)"
 
 Role = Literal["step", "pivot", "readonly", "retriable", "call", "group", "start", "end", "rolled_back"]
+_NODE_ROLE: dict[sem.Role, Role] = {
+    sem.Role.PIVOT: "pivot",
+    sem.Role.RETRIABLE: "retriable",
+    sem.Role.READONLY: "readonly",
+}
 EdgeKind = Literal["forward", "compensation"]
 
 # Longest text on one label line; longer text is cut with an ellipsis.
@@ -182,84 +189,9 @@ def _retry_text(policy: ir.RetryPolicy) -> str:
     return " · ".join(parts)
 
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6, "neg": 7, "atom": 8}
-
-
-def _str_lit(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _prec(e: ir.Expr) -> int:
-    if isinstance(e, ir.BoolOp):
-        return _PREC[e.op]
-    if isinstance(e, ir.Compare):
-        return _PREC["cmp"]
-    if isinstance(e, ir.Arith):
-        return _PREC[e.ops[0]] if e.ops else _PREC["atom"]
-    if isinstance(e, ir.Unary):
-        return _PREC["not"] if e.ops and e.ops[0] == "not" else _PREC["neg"]
-    return _PREC["atom"]
-
-
-def _wrap(e: ir.Expr, minimum: int) -> str:
-    text = expr_text(e)
-    return f"({text})" if _prec(e) < minimum else text
-
-
 def expr_text(e: ir.Expr) -> str:
-    """An expression back in the language's syntax (for labels), parenthesised only where needed."""
-    if isinstance(e, ir.Literal):
-        v = e.value
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if v is None:
-            return "null"
-        if isinstance(v, str):
-            return _str_lit(v)
-        return _number(v) if isinstance(v, float) else str(v)
-    if isinstance(e, ir.Name):
-        return e.id
-    if isinstance(e, ir.Path):
-        out = _wrap(e.base, _PREC["atom"])
-        for key in e.keys:
-            if isinstance(key, ir.Literal) and isinstance(key.value, str) and _IDENT.match(key.value):
-                out += "." + key.value
-            else:
-                out += f"[{expr_text(key)}]"
-        return out
-    if isinstance(e, ir.FuncCall):
-        return f"{e.func}({', '.join(expr_text(a) for a in e.args)})"
-    if isinstance(e, ir.Unary):
-        inner = _wrap(e.operand, _PREC["neg"])
-        for prefix in reversed(e.ops):
-            inner = ("not " if prefix == "not" else "-") + inner
-        return inner
-    if isinstance(e, ir.Arith):
-        level = _prec(e)
-        out = _wrap(e.operands[0], level)
-        for op, operand in zip(e.ops, e.operands[1:]):
-            out += f" {op} {_wrap(operand, level + 1)}"
-        return out
-    if isinstance(e, ir.Compare):
-        return f"{_wrap(e.left, _PREC['+'])} {e.op} {_wrap(e.right, _PREC['+'])}"
-    if isinstance(e, ir.BoolOp):
-        level = _PREC[e.op]
-        return f" {e.op} ".join(_wrap(v, level + 1) for v in e.values)
-    if isinstance(e, ir.ListExpr):
-        return "[" + ", ".join(expr_text(i) for i in e.items) + "]"
-    if isinstance(e, ir.MapExpr):
-        pairs = (f"{k if _IDENT.match(k) else _str_lit(k)}: {expr_text(v)}" for k, v in zip(e.keys, e.values))
-        return "{" + ", ".join(pairs) + "}"
-    if isinstance(e, ir.Template):
-        body = ""
-        for part in e.parts:
-            if isinstance(part, ir.Literal) and isinstance(part.value, str):
-                body += _str_lit(part.value)[1:-1].replace("${", "\\${")
-            else:
-                body += "${" + expr_text(part) + "}"
-        return f'"{body}"'
-    return "?"
+    """An expression back in the language's syntax (for labels), as the formatter prints it."""
+    return format_expr(e)
 
 
 def _foreach_text(fe: ir.ForEach) -> str:
@@ -413,29 +345,21 @@ class _Builder:
                     break
 
     # steps ----------------------------------------------------------------------
-    def classes(self, saga: ir.Saga, g: SagaGraph, stack: tuple[str, ...]) -> dict[str, Role]:
-        """Each step's class, implied ones included (as the validator infers them, rule I609)."""
+    def classes(self, g: SagaGraph) -> dict[str, Role]:
+        """Each step's node role: its class, implied ones included (as the validator infers them, rule I609)."""
         out: dict[str, Role] = {}
-        comp = {n for n, s in g.steps.items() if self.compensatable(s, stack)}
-        pivot = next((n for n in g.topo if g.steps[n].kind == "pivot"), None)
-        implied_pivot = pivot is None
-        for name in g.topo:
-            step = g.steps[name]
-            if step.call is not None:
+        for name, cls in sem.classify(g, callees=self.library).of.items():
+            if g.steps[name].call is not None:
                 out[name] = "call"
-            elif step.kind != "step":
-                out[name] = step.kind
-            elif name in comp:
-                out[name] = "step"
-            elif pivot is not None and name in g.descendants(pivot):
-                out[name] = "retriable"
-            elif implied_pivot and comp <= g.ancestors(name):
-                # Side effects, no undo, every compensatable step before it: the point of no return.
-                out[name] = "pivot"
-                pivot = name
+            elif cls.role is None or cls.role is sem.Role.COMPENSATABLE:
+                out[name] = "step"  # a misplaced step without undo is drawn as a step, titled "no undo"
             else:
-                out[name] = "step"
+                out[name] = _NODE_ROLE[cls.role]
         return out
+
+    def compensatable(self, step: ir.Step) -> bool:
+        """Whether compensation visits ``step`` (it has an undo, or is a call of a saga with one)."""
+        return sem.has_undo(step, callees=self.library)
 
     def step_lines(self, saga: ir.Saga, step: ir.Step, with_foreach: bool) -> list[str]:
         lines: list[str] = []
@@ -447,11 +371,10 @@ class _Builder:
             lines.append(_short(f"undo {step.undo.handler}"))
         if with_foreach and step.foreach is not None:
             lines.append(_short(_foreach_text(step.foreach)))
-        defaults = saga.defaults or ir.Defaults()
-        retry = step.retry or defaults.retry
+        retry = sem.effective_retry(saga, step)
         if retry is not None:
             lines.append(_short(_retry_text(retry)))
-        timeout = step.timeout or defaults.timeout
+        timeout = sem.effective_timeout(saga, step)
         if timeout is not None:
             lines.append(f"timeout {_duration(timeout.ms)}")
         return lines
@@ -466,18 +389,6 @@ class _Builder:
         if step.undo is None and step.use is None:
             return f"{step.name} · no undo"
         return step.name
-
-    def compensatable(self, step: ir.Step, stack: tuple[str, ...]) -> bool:
-        if step.kind in ("pivot", "readonly"):
-            return False
-        if step.undo is not None or step.use is not None:
-            return True
-        if step.call is not None:
-            callee = self.library.get(step.call.saga)
-            if callee is None or callee.name in stack:
-                return True  # unknown callee: its completed steps are compensated all the same
-            return any(self.compensatable(s, (*stack, callee.name)) for s in callee.steps())
-        return False
 
     def step_item(
         self, saga: ir.Saga, step: ir.Step, prefix: str, role: Role, stack: tuple[str, ...]
@@ -517,7 +428,7 @@ class _Builder:
         g = build(saga)
         if not g.is_dag:
             raise RenderError(f"saga {saga.name!r} has a dependency cycle; run `sagalang validate` to see it")
-        roles = self.classes(saga, g, (*stack, saga.name))
+        roles = self.classes(g)
         anchors: dict[str, tuple[Anchor, Anchor]] = {}
         seen: set[str] = set()
         for item in saga.body:
@@ -550,7 +461,7 @@ class _Builder:
             start = Node("n_start", "start", "start")
             container.insert(0, start)
         self.forward_edges(g, anchors, top)
-        self.compensation_edges(saga, g, anchors, top, stack)
+        self.compensation_edges(saga, g, anchors, top)
         if top:
             end = Node("n_end", "end", "end")
             container.append(end)
@@ -604,18 +515,13 @@ class _Builder:
                 self.add_edge(Edge("n_start", "n_end", "forward"))
 
     def compensation_edges(
-        self,
-        saga: ir.Saga,
-        g: SagaGraph,
-        anchors: Mapping[str, tuple[Anchor, Anchor]],
-        top: bool,
-        stack: tuple[str, ...],
+        self, saga: ir.Saga, g: SagaGraph, anchors: Mapping[str, tuple[Anchor, Anchor]], top: bool
     ) -> None:
-        comp = {n for n, s in g.steps.items() if self.compensatable(s, (*stack, saga.name))}
+        comp = {n for n, s in g.steps.items() if self.compensatable(s)}
         if not comp:
             return
         pairs: list[tuple[str, str | None]] = []
-        if saga.compensation is not None and saga.compensation.order == "parallel":
+        if sem.compensation_order(saga) == "parallel":
             # Independent undos run together: each undo leads to the nearest compensatable steps it depends on.
             for name in g.reverse_order(comp):
                 below = g.ancestors(name) & comp

@@ -17,21 +17,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import Event
+from .status import DONE_STEP_STATUSES, RUN_STATUS_AFTER, TERMINAL_EVENTS, TERMINAL_RUN_STATUSES, RunStatus, StepStatus
 
 __all__ = ["DONE_STATES", "STEP_STATES", "RunState", "StepState", "apply", "fold", "mark_started", "mark_succeeded"]
 
-STEP_STATES = (
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "skipped",
-    "compensating",
-    "compensated",
-    "compensation_failed",
-)
-# A step in one of these states satisfies its dependents.
-DONE_STATES = frozenset({"succeeded", "skipped"})
+# The step statuses, and those that satisfy a step's dependents (sagalang.status holds the vocabulary).
+STEP_STATES: tuple[StepStatus, ...] = tuple(StepStatus)
+DONE_STATES = DONE_STEP_STATUSES
+
+# The state holds plain strings (what the journal and JSON hold): an enum member is slower to
+# fetch and to compare, and the fold runs for every event.
+_PENDING = StepStatus.PENDING.value
+_RUNNING = StepStatus.RUNNING.value
+_SUCCEEDED = StepStatus.SUCCEEDED.value
+_FAILED = StepStatus.FAILED.value
+_SKIPPED = StepStatus.SKIPPED.value
+_COMPENSATING = StepStatus.COMPENSATING.value
+_COMPENSATED = StepStatus.COMPENSATED.value
+_COMPENSATION_FAILED = StepStatus.COMPENSATION_FAILED.value
+_RUN_STATUS_AFTER = {kind: status.value for kind, status in RUN_STATUS_AFTER.items()}
 
 
 @dataclass(slots=True)
@@ -44,7 +48,7 @@ class StepState:
     """
 
     name: str
-    status: str = "pending"
+    status: str = _PENDING
     attempts: int = 0
     output: Any = None
     error: dict[str, Any] | None = None  # {"type", "message", "names"}
@@ -76,11 +80,11 @@ class StepState:
 
 @dataclass(slots=True)
 class RunState:
-    """A run: its status (one of ``journal.base.RUN_STATES``) and every step's state."""
+    """A run: its status (a :class:`~sagalang.status.RunStatus`) and every step's state."""
 
     run_id: str
     saga: str = ""
-    status: str = "running"
+    status: str = RunStatus.RUNNING.value
     steps: dict[str, StepState] = field(default_factory=dict)
     output: Any = None
     error: dict[str, Any] | None = None
@@ -104,7 +108,7 @@ class RunState:
     @property
     def terminal(self) -> bool:
         """True once the run reached a final status."""
-        return self.status in ("completed", "compensated", "aborted", "stuck", "cancelled")
+        return self.status in TERMINAL_RUN_STATUSES
 
     def to_json(self) -> dict[str, Any]:
         """A JSON object for ``show --json`` and friends."""
@@ -155,7 +159,7 @@ def _saga_started(state: RunState, ev: Event) -> None:
     state.saga_attempt = int(d.get("attempt", state.saga_attempt) or 1)
     if "input" in d:
         state.input = d["input"]
-    state.status = "running"
+    state.status = _RUN_STATUS_AFTER[ev.kind]
     for name in d.get("steps", ()):
         state.step(name)
     if state.started_at is None:
@@ -164,7 +168,7 @@ def _saga_started(state: RunState, ev: Event) -> None:
 
 def mark_started(st: StepState, attempt: int | None, at: float) -> None:
     """The fold of ``step.started`` on its step (the interpreter's quick path calls it directly)."""
-    st.status = "running"
+    st.status = _RUNNING
     if attempt is not None:
         st.attempts = attempt
     if st.started_at is None:
@@ -173,7 +177,7 @@ def mark_started(st: StepState, attempt: int | None, at: float) -> None:
 
 def mark_succeeded(st: StepState, output: Any, at: float) -> None:
     """The fold of ``step.succeeded`` on its step (the interpreter's quick path calls it directly)."""
-    st.status = "succeeded"
+    st.status = _SUCCEEDED
     st.output = output
     st.error = None
     st.ended_at = at
@@ -194,33 +198,33 @@ def _step_failed(state: RunState, ev: Event) -> None:
     if d.get("uncertain"):
         st.uncertain = True
     if d.get("final", True):
-        st.status = "failed"
+        st.status = _FAILED
         st.ended_at = ev.time
 
 
 def _step_retrying(state: RunState, ev: Event) -> None:
     st = _target(state, ev)
-    st.status = "running"
+    st.status = _RUNNING
     if "error" in ev.data:
         st.error = ev.data["error"]
 
 
 def _step_skipped(state: RunState, ev: Event) -> None:
     st = _target(state, ev)
-    st.status = "skipped"
+    st.status = _SKIPPED
     st.ended_at = ev.time
 
 
 def _comp_started(state: RunState, ev: Event) -> None:
     st = _target(state, ev)
-    st.status = "compensating"
+    st.status = _COMPENSATING
     if ev.attempt is not None:
         st.compensation_attempts = ev.attempt
 
 
 def _comp_succeeded(state: RunState, ev: Event) -> None:
     st = _target(state, ev)
-    st.status = "compensated"
+    st.status = _COMPENSATED
     st.ended_at = ev.time
     if ev.item is None and ev.step is not None:
         state.compensation_path.append(ev.step)
@@ -230,18 +234,18 @@ def _comp_failed(state: RunState, ev: Event) -> None:
     st = _target(state, ev)
     st.error = ev.data.get("error", st.error)
     if ev.data.get("final", True):
-        st.status = "compensation_failed"
+        st.status = _COMPENSATION_FAILED
         st.ended_at = ev.time
 
 
 def _comp_retrying(state: RunState, ev: Event) -> None:
     st = _target(state, ev)
-    st.status = "compensating"
+    st.status = _COMPENSATING
 
 
 def _saga_compensating(state: RunState, ev: Event) -> None:
     d = ev.data
-    state.status = "compensating"
+    state.status = _RUN_STATUS_AFTER[ev.kind]
     state.reason = d.get("reason", state.reason)
     if d.get("step") is not None:
         state.failed_step = d["step"]
@@ -265,26 +269,23 @@ def _saga_retrying(state: RunState, ev: Event) -> None:
     state.failed_step = None
     state.reason = None
     state.output = None
-    state.status = "running"
+    state.status = _RUN_STATUS_AFTER[ev.kind]
 
 
 def _saga_resumed(state: RunState, ev: Event) -> None:
     return None
 
 
-def _terminal(status: str) -> Callable[[RunState, Event], None]:
-    def apply_terminal(state: RunState, ev: Event) -> None:
-        state.status = status
-        state.ended_at = ev.time
-        d = ev.data
-        if "output" in d:
-            state.output = d["output"]
-        if d.get("error") is not None:
-            state.error = d["error"]
-        if d.get("step") is not None and state.failed_step is None:
-            state.failed_step = d["step"]
-
-    return apply_terminal
+def _terminal(state: RunState, ev: Event) -> None:
+    state.status = _RUN_STATUS_AFTER[ev.kind]
+    state.ended_at = ev.time
+    d = ev.data
+    if "output" in d:
+        state.output = d["output"]
+    if d.get("error") is not None:
+        state.error = d["error"]
+    if d.get("step") is not None and state.failed_step is None:
+        state.failed_step = d["step"]
 
 
 _APPLY: dict[str, Callable[[RunState, Event], None]] = {
@@ -302,11 +303,7 @@ _APPLY: dict[str, Callable[[RunState, Event], None]] = {
     "saga.cancel_requested": _cancel_requested,
     "saga.retrying": _saga_retrying,
     "saga.resumed": _saga_resumed,
-    "saga.completed": _terminal("completed"),
-    "saga.compensated": _terminal("compensated"),
-    "saga.aborted": _terminal("aborted"),
-    "saga.stuck": _terminal("stuck"),
-    "saga.cancelled": _terminal("cancelled"),
+    **dict.fromkeys(TERMINAL_EVENTS, _terminal),
 }
 
 
@@ -327,4 +324,4 @@ def fold(events: Iterable[Event], state: RunState | None = None) -> RunState:
             state = RunState(ev.run_id)
         apply(state, ev)
     # An empty journal: a run that was created (submitted) but never started.
-    return state if state is not None else RunState("", status="queued")
+    return state if state is not None else RunState("", status=RunStatus.QUEUED.value)

@@ -24,12 +24,13 @@ import dataclasses
 import json
 import shlex
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import ir
+from . import semantics as sem
 from .context import Context, Failure
 from .events import Event, Listener
 from .expr import references
@@ -38,6 +39,7 @@ from .journal.base import Store
 from .journal.memory import MemoryStore
 from .plugins import Registry
 from .spec import Spec
+from .status import TERMINAL_EVENTS
 
 __all__ = [
     "EffectLog",
@@ -191,36 +193,9 @@ def _steps_with_effects(graph: SagaGraph) -> list[str]:
     return [n for n in graph.topo if graph.steps[n].kind != "readonly"]
 
 
-def _pivot_like(step: ir.Step, registry: Registry | None) -> bool:
-    if step.kind == "pivot":
-        return True
-    if step.kind == "readonly" or step.call is not None:
-        return False
-    if step.use is not None:
-        h = registry.get(step.use.handler) if registry is not None else None
-        can = getattr(h.step, "can_compensate", None) if h is not None else None
-        return not (can() if callable(can) else True)
-    return step.undo is None
-
-
-def _after_point_of_no_return(graph: SagaGraph, registry: Registry | None) -> set[str]:
-    """Steps that run after (or are) a step that cannot be undone."""
-    out: set[str] = set()
-    for name in graph.topo:
-        if _pivot_like(graph.steps[name], registry):
-            out.add(name)
-            out |= graph.descendants(name)
-    return out
-
-
-def _undoable(step: ir.Step) -> bool:
-    return step.undo is not None or step.use is not None or step.call is not None
-
-
-def _effective_retry(saga: ir.Saga, step: ir.Step) -> ir.RetryPolicy | None:
-    if step.retry is not None:
-        return step.retry
-    return saga.defaults.retry if saga.defaults is not None else None
+def _terminal(events: Sequence[Event]) -> str:
+    """How a run's journal ends: its terminal status, or ``running`` when it has none."""
+    return next((TERMINAL_EVENTS[ev.kind] for ev in reversed(events) if ev.kind in TERMINAL_EVENTS), "running")
 
 
 def _retries(policy: ir.RetryPolicy | None, error: str) -> bool:
@@ -245,15 +220,16 @@ def failure_points(
         points.append(FailurePoint("fail", name))
     for name in steps:
         step = graph.steps[name]
-        if step.call is None and _retries(_effective_retry(spec.saga, step), FLAKY):
+        if _retries(sem.effective_retry(spec.saga, step), FLAKY):
             points.append(FailurePoint("flaky", name))
     for name in steps:
         if graph.steps[name].call is None:
             points.append(FailurePoint("timeout", name))
-    beyond = _after_point_of_no_return(graph, registry)
+    beyond = sem.no_return(graph, registry, spec.sagas)
     for name in steps:
         step = graph.steps[name]
-        if name in beyond or not (step.undo is not None or step.use is not None):
+        # An undo handler of its own (a call's undos are its callee's steps').
+        if name in beyond or step.call is not None or not sem.has_undo(step, registry):
             continue
         trigger = next((d for d in graph.topo if d in graph.descendants(name) and d in ran_set), None)
         for kind in ("undo-flaky", "undo-fail"):
@@ -745,11 +721,11 @@ def undo_data_risks(spec: Spec) -> dict[str, list[str]]:
 
 def _expected(point: FailurePoint, spec: Spec, baseline: str, registry: Registry | None) -> tuple[str, ...]:
     graph = spec.graph
-    beyond = _after_point_of_no_return(graph, registry)
+    beyond = sem.no_return(graph, registry, spec.sagas)
     gone_forward = ("stuck",) if point.step in beyond else ("compensated",)
     step = graph.steps.get(point.step or "")
     if point.kind == "fail":
-        if point.step in beyond and step is not None and _pivot_like(step, registry):
+        if point.step in beyond and step is not None and sem.is_pivot_like(step, registry, spec.sagas):
             # The step that cannot be undone failed itself: nothing was passed yet.
             return ("compensated",) if not (graph.ancestors(point.step) & beyond) else ("stuck",)
         return gone_forward
@@ -757,10 +733,10 @@ def _expected(point: FailurePoint, spec: Spec, baseline: str, registry: Registry
         return (baseline,)
     if point.kind == "timeout":
         assert step is not None
-        policy = _effective_retry(spec.saga, step)
+        policy = sem.effective_retry(spec.saga, step)
         if _retries(policy, "Timeout"):
             return (baseline,)
-        if point.step in beyond and step is not None and _pivot_like(step, registry):
+        if point.step in beyond and step is not None and sem.is_pivot_like(step, registry, spec.sagas):
             return ("compensated",) if not (graph.ancestors(point.step or "") & beyond) else ("stuck",)
         return gone_forward
     if point.kind in ("undo-flaky", "undo-fail"):
@@ -785,7 +761,7 @@ def _check(
 ) -> tuple[str, list[str], list[str]]:
     graph = spec.graph
     violations: list[str] = []
-    status = next((ev.kind.split(".")[1] for ev in reversed(events) if ev.kind in _TERMINAL), "running")
+    status = _terminal(events)
     if status not in expected:
         violations.append(f"terminal: ended {status}, expected {' or '.join(expected)}")
     if point.kind == "undo-flaky" and status == "aborted":
@@ -802,8 +778,15 @@ def _check(
     compensated_top = [
         ev.step for ev in comp_events if ev.kind == "compensation.succeeded" and ev.item is None and ev.step is not None
     ]
-    beyond = _after_point_of_no_return(graph, registry)
+    beyond = sem.no_return(graph, registry, spec.sagas)
     top_steps = set(graph.steps)
+
+    def undoable(step: ir.Step) -> bool:
+        return sem.has_undo(step, registry, spec.sagas)
+
+    def pivot_like(step: ir.Step) -> bool:
+        return sem.is_pivot_like(step, registry, spec.sagas)
+
     # kept-or-undone and applied-once
     for eff in log.effects.values():
         top = _top(eff.step)
@@ -816,21 +799,15 @@ def _check(
             violations.append(f"kept-or-undone: {eff.step} undone although the saga completed")
         if status in ("compensated", "cancelled") and not eff.undone and step is not None:
             if top in beyond:
-                if step is not None and _undoable(step) and not _pivot_like(step, registry):
+                if undoable(step) and not pivot_like(step):
                     violations.append(f"kept-or-undone: {eff.step} ran after the pivot; its undo can never run")
                 continue
             violations.append(
                 f"kept-or-undone: effect of {eff.step} kept by a {status} saga"
-                + ("" if _undoable(step) else f" ({top} has no undo)")
+                + ("" if undoable(step) else f" ({top} has no undo)")
             )
         stuck_leak = status == "stuck" and not eff.undone and step is not None and top in beyond
-        if (
-            stuck_leak
-            and step is not None
-            and _undoable(step)
-            and not _pivot_like(step, registry)
-            and step.kind != "readonly"
-        ):
+        if stuck_leak and step is not None and undoable(step) and not pivot_like(step):
             violations.append(f"kept-or-undone: {eff.step} has an undo that can never run (it follows the pivot)")
     # reverse-order: an undo waits for the undos of the steps that depend on it
     first_start: dict[str, int] = {}
@@ -851,10 +828,10 @@ def _check(
                 )
     # pivot
     for s in first_start:
-        if s in beyond and s in top_steps and _pivot_like(graph.steps[s], registry):
+        if s in beyond and s in top_steps and not undoable(graph.steps[s]):
             violations.append(f"pivot: {s} cannot be undone but its undo ran")
         elif s in beyond and s in top_steps:
-            pivots = [p for p in graph.ancestors(s) if _pivot_like(graph.steps[p], registry)]
+            pivots = [p for p in graph.ancestors(s) if pivot_like(graph.steps[p])]
             done = {ev.step for ev in events if ev.kind == "step.succeeded" and ev.item is None}
             if any(p in done for p in pivots):
                 violations.append(f"pivot: {s} was undone after the pivot completed")
@@ -880,9 +857,6 @@ def _check(
         if "ExprError" in (err.get("names") or []) or err.get("type") == "ExprError":
             violations.append(f"undo-data: undo of {ev.step} could not evaluate its arguments: {err.get('message')}")
     return status, violations, compensated_top
-
-
-_TERMINAL = {"saga.completed", "saga.compensated", "saga.aborted", "saga.stuck", "saga.cancelled"}
 
 
 class _FastClock:
@@ -1010,7 +984,7 @@ async def explore(
 
     log, faults, reg = fresh()
     base_events = await _one_run(fast, data, reg, None, faults)
-    baseline = next((ev.kind.split(".")[1] for ev in reversed(base_events) if ev.kind in _TERMINAL), "running")
+    baseline = _terminal(base_events)
     ran = {ev.step for ev in base_events if ev.kind == "step.started" and ev.step and ev.item is None}
     points = failure_points(fast, ran, len(base_events), registry, crashes)
     outcomes: list[Outcome] = []
@@ -1162,7 +1136,7 @@ class Scenario:
         )
         faults.point = self.point
         events = await _one_run(fast, self.input, reg, self.point, faults)
-        status = next((ev.kind.split(".")[1] for ev in reversed(events) if ev.kind in _TERMINAL), "running")
+        status = _terminal(events)
         point = self.point or FailurePoint("none")
         _, violations, compensated = _check(point, fast, events, log, (status,), self.registry)
         return ScenarioResult(status, compensated, events, log, violations)

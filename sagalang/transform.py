@@ -13,7 +13,7 @@ from typing import Any
 
 from lark import Token, Transformer
 
-from . import ir
+from . import ir, precedence
 from .errors import SagaSyntaxError
 from .source import NO_SPAN, Span
 
@@ -171,25 +171,6 @@ def _span_of(node: Any) -> Span:
     return span
 
 
-_BINARY_PREC = {
-    "or": 1,
-    "and": 2,
-    "==": 4,
-    "!=": 4,
-    "<": 4,
-    "<=": 4,
-    ">": 4,
-    ">=": 4,
-    "+": 5,
-    "-": 5,
-    "*": 6,
-    "/": 6,
-    "%": 6,
-}
-_NOT_PREC = 3
-_NEG_PREC = 7
-
-
 class _Precedence:
     """Precedence climbing over the flat operand/operator run of an ``expr``."""
 
@@ -211,7 +192,7 @@ class _Precedence:
                 raise SagaSyntaxError(
                     f"prefix operators nest deeper than {_MAX_PREFIX_NESTING} levels", tok_span(tok), code="E014"
                 )
-            operand = self.parse(_NOT_PREC + 1 if tok.type == "NOT" else _NEG_PREC)
+            operand = self.parse(precedence.NOT + 1 if tok.type == "NOT" else precedence.NEG)
             self.depth -= 1
             return ir.Unary(tuple(ops), operand, _join(tok_span(tok), _span_of(operand)))
         self.pos += 1
@@ -222,13 +203,13 @@ class _Precedence:
         left = self._prefix()
         while self.pos < len(items):
             op = str(items[self.pos])
-            prec = _BINARY_PREC[op]
+            prec = precedence.BINARY[op]
             if prec < min_prec:
                 break
-            if prec == 4:
+            if prec == precedence.COMPARE:
                 self.pos += 1
                 right = self.parse(prec + 1)
-                if self.pos < len(items) and _BINARY_PREC.get(str(items[self.pos])) == 4:
+                if self.pos < len(items) and precedence.BINARY.get(str(items[self.pos])) == precedence.COMPARE:
                     tok = items[self.pos]
                     raise SagaSyntaxError(
                         f"comparisons cannot be chained: unexpected {str(tok)!r}",
@@ -240,12 +221,12 @@ class _Precedence:
                 continue
             operands = [left]
             ops: list[Any] = []
-            while self.pos < len(items) and _BINARY_PREC.get(str(items[self.pos])) == prec:
+            while self.pos < len(items) and precedence.BINARY.get(str(items[self.pos])) == prec:
                 ops.append(str(items[self.pos]))
                 self.pos += 1
                 operands.append(self.parse(prec + 1))
             span = _join(_span_of(operands[0]), _span_of(operands[-1]))
-            if prec <= 2:
+            if prec <= precedence.BINARY["and"]:
                 left = ir.BoolOp(ops[0], tuple(operands), span)
             else:
                 left = ir.Arith(tuple(operands), tuple(ops), span)

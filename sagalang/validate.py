@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from . import ir
+from . import semantics as sem
 from .diagnostics import Diagnostic, diagnostic, sort_diagnostics
 from .diagnostics import did_you_mean as _did_you_mean
 from .errors import HandlerError, SagaValidationError
@@ -94,9 +95,22 @@ class SagaContext:
         return None
 
     @cached_property
-    def reach(self) -> _Reach | None:
-        """Which steps finish before which (bitmasks over the DAG); None when ``after`` edges form a cycle."""
-        return _Reach(self.graph) if self.graph.is_dag else None
+    def callees(self) -> sem.CalleeScope:
+        """How this saga's ``call`` steps resolve: in its file's scope, a callee's calls in the callee's file's."""
+        return _scope_for(self, self.source.path)
+
+    @cached_property
+    def classes(self) -> sem.Classes:
+        """Every step's class (compensatable, pivot, retriable, readonly) and the saga's pivot."""
+        return sem.classify(self.graph, self.registry, self.callees)
+
+    def pivot_like(self, step: ir.Step) -> bool:
+        """Whether ``step`` cannot be undone once it completed (step objects judged by the registry, if any)."""
+        return sem.is_pivot_like(step, self.registry, self.callees)
+
+    def precedes(self, a: str, b: str) -> bool:
+        """True when step ``a`` is guaranteed to have finished before ``b`` starts (never with an ``after`` cycle)."""
+        return self.graph.is_dag and self.graph.is_ancestor(a, b)
 
     @cached_property
     def expressions(self) -> list[_ExprSite]:
@@ -116,35 +130,6 @@ class SagaContext:
     def diag(self, code: str, message: str, span: object = None, hint: str | None = None) -> Diagnostic:
         """A diagnostic in this saga's file."""
         return diagnostic(code, message, self.file, span if isinstance(span, Span) else NO_SPAN, hint)
-
-
-class _Reach:
-    """Ancestor sets as integer bitmasks: one AND answers "does a finish before b starts?".
-
-    ``SagaGraph.ancestors`` materialises a frozenset per step, which is quadratic in
-    memory on long chains; a bitmask per step keeps the data-flow check near linear.
-    """
-
-    def __init__(self, g: SagaGraph) -> None:
-        self.bit = {name: 1 << i for i, name in enumerate(g.order)}
-        masks: dict[str, int] = {}
-        for name in g.topo:
-            acc = 0
-            for dep in g.deps[name]:
-                acc |= self.bit[dep] | masks[dep]
-            masks[name] = acc
-        self.masks = masks
-
-    def precedes(self, a: str, b: str) -> bool:
-        """True when step ``a`` is guaranteed to have finished before step ``b`` starts."""
-        return bool(self.masks[b] & self.bit[a])
-
-    def mask(self, names: Iterable[str]) -> int:
-        """The bitmask of ``names``."""
-        out = 0
-        for name in names:
-            out |= self.bit[name]
-        return out
 
 
 Rule = Callable[[SagaContext], Iterable[Diagnostic]]
@@ -286,21 +271,24 @@ def _constant(e: ir.Expr) -> tuple[bool, Any]:
         return False, None
 
 
-def _has_side_effects_without_undo(step: ir.Step) -> bool:
-    """A ``do`` step (not readonly) with no undo, a retriable step or a pivot."""
-    if step.kind in ("pivot", "retriable"):
-        return True
-    return step.kind == "step" and step.do is not None and step.undo is None
+def _scope_for(ctx: SagaContext, path: Path) -> sem.CalleeScope:
+    """The sagas ``call`` resolves to in the file at ``path`` (one scope per file and run)."""
+    scopes: dict[Path, sem.CalleeScope] = ctx.extra.setdefault("callee_scopes", {})
+    found = scopes.get(path)
+    if found is not None:
+        return found
+    names = ctx.project.scope(path)
 
+    def resolve(name: str) -> tuple[ir.Saga, sem.CalleeScope] | None:
+        target = names.get(name)
+        return (target[0], _scope_for(ctx, target[1].path)) if target is not None else None
 
-def _effective_retry(ctx: SagaContext, step: ir.Step) -> ir.RetryPolicy | None:
-    if step.retry is not None:
-        return step.retry
-    return ctx.saga.defaults.retry if ctx.saga.defaults is not None else None
+    scopes[path] = resolve
+    return resolve
 
 
 def _order_hint(ctx: SagaContext, step: str, target: str) -> str:
-    if ctx.reach is not None and ctx.reach.precedes(step, target):
+    if ctx.precedes(step, target):
         return f"{target!r} runs after {step!r}; read it in a later step or in the saga's output"
     return f"add 'after {target}' to step {step!r} (or move {target!r} before it)"
 
@@ -525,7 +513,7 @@ def _check_ref(
                     "only the step's undo may read its own output",
                 )
                 return
-            if ctx.reach is not None and not ctx.reach.precedes(root, step.name):
+            if ctx.graph.is_dag and not ctx.precedes(root, step.name):
                 yield ctx.diag(
                     "E303",
                     f"step {step.name!r} reads the output of {root!r}, "
@@ -789,27 +777,6 @@ def _call_graph(ctx: SagaContext) -> Any:
     return g
 
 
-def _saga_compensatable(ctx: SagaContext, saga: ir.Saga, sf: SourceFile) -> bool:
-    """Whether a called saga can be rolled back whole: no pivot, no side effect without undo."""
-    memo: dict[_Node, bool] = ctx.extra.setdefault("compensatable", {})
-    key = (sf.path, saga.name)
-    if key in memo:
-        return memo[key]
-    memo[key] = True  # assumed while in progress: call cycles are reported on their own (E705)
-    ok = True
-    scope = ctx.project.scope(sf.path)
-    for step in saga.steps():
-        if _has_side_effects_without_undo(step):
-            ok = False
-        elif step.call is not None and step.call.saga in scope:
-            callee, csf = scope[step.call.saga]
-            ok = _saga_compensatable(ctx, callee, csf)
-        if not ok:
-            break
-    memo[key] = ok
-    return ok
-
-
 @rule
 def calls(ctx: SagaContext) -> Iterator[Diagnostic]:
     """E704-E707: ``call`` of an unknown saga, call cycles, arguments against the callee's input."""
@@ -868,32 +835,17 @@ def calls(ctx: SagaContext) -> Iterator[Diagnostic]:
 # ---- step classes (compensatable -> pivot -> retriable) --------------------------------
 
 
-def _no_undo_effects(ctx: SagaContext, step: ir.Step) -> str | None:
-    """Why ``step`` has side effects that cannot be undone, or None when it has none."""
+def _why_irreversible(step: ir.Step) -> str:
+    """Why a pivot-like step cannot be undone, for messages."""
     if step.kind == "pivot":
         return "it is the pivot"
     if step.kind == "retriable":
         return "it is retriable (no undo)"
-    if step.kind == "step" and step.do is not None and step.undo is None:
-        return "it has side effects but no undo"
-    if step.call is not None and step.kind != "readonly":
-        target = ctx.scope.get(step.call.saga)
-        if target is not None and not _saga_compensatable(ctx, *target):
-            return f"it calls saga {step.call.saga!r}, which cannot be fully undone"
-    return None
-
-
-def _compensatable(ctx: SagaContext, step: ir.Step) -> bool:
-    """A step whose effects an undo can reverse: an undo, a step object, or a compensatable sub-saga."""
-    if step.kind in ("readonly", "pivot", "retriable"):
-        return False
-    if step.undo is not None or step.use is not None:
-        return True
-    return step.call is not None and _no_undo_effects(ctx, step) is None
-
-
-def _retries(policy: ir.RetryPolicy | None) -> bool:
-    return policy is not None and (policy.attempts is None or policy.attempts > 1)
+    if step.call is not None:
+        return f"it calls saga {step.call.saga!r}, which cannot be fully undone"
+    if step.use is not None:
+        return "its step object cannot compensate"
+    return "it has side effects but no undo"
 
 
 @rule
@@ -954,96 +906,103 @@ def undo_reads_output(ctx: SagaContext) -> Iterator[Diagnostic]:
 def step_classes(ctx: SagaContext) -> Iterator[Diagnostic]:
     """E605-E608, I609, W610, W611: where compensatable, pivot and retriable steps may stand."""
     g = ctx.graph
-    reach = ctx.reach
-    if reach is None:
+    if not g.is_dag:
         return
-    steps = [s for s in ctx.steps if g.steps.get(s.name) is s]
-    comp = {s.name for s in steps if _compensatable(ctx, s)}
-    pivots = [s for s in steps if s.kind == "pivot"]
+    classes = ctx.classes
+    comp = {n for n, c in classes.of.items() if c.role is sem.Role.COMPENSATABLE}
+    pivot = classes.pivot
     # Steps that may still be compensated: retrying one of them forever blocks the rollback.
     before: set[str] = set(comp)
-    if pivots:
-        pivot = pivots[0]
-        upstream = {s.name for s in steps if reach.precedes(s.name, pivot.name)}
-        before = upstream | {c for c in comp if not reach.precedes(pivot.name, c)}
-        for step in steps:
-            if step.kind == "pivot":
-                continue
-            if step.name in upstream:
-                why = _no_undo_effects(ctx, step)
-                if why is not None:
-                    yield ctx.diag(
-                        "E605",
-                        f"step {step.name!r} runs before the pivot {pivot.name!r} but cannot be undone ({why})",
-                        step.span,
-                        "give it an undo (or mark it readonly if it changes nothing)",
-                    )
-            elif reach.precedes(pivot.name, step.name):
-                if step.name in comp:
-                    yield ctx.diag(
-                        "E606",
-                        f"step {step.name!r} can be undone but runs after the pivot {pivot.name!r}, "
-                        "where nothing is compensated",
-                        step.span,
-                        "move it before the pivot, or drop its undo and give it a retry policy",
-                    )
-                elif not _retries(_effective_retry(ctx, step)):
-                    yield _stuck_warning(ctx, step, pivot.name)
-            elif step.kind != "readonly":
-                yield ctx.diag(
-                    "E607",
-                    f"step {step.name!r} may run concurrently with the pivot {pivot.name!r}",
-                    step.span,
-                    f"order it with 'after': before {pivot.name!r} (with an undo) or after it (retriable)",
-                )
+    if pivot is not None and g.steps[pivot].kind == "pivot":
+        before = {n for n in g.order if g.is_ancestor(n, pivot)} | {c for c in comp if not g.is_ancestor(pivot, c)}
+        for name in g.order:
+            yield from _around_explicit_pivot(ctx, g.steps[name], classes.of[name], pivot)
     else:
-        index = {n: i for i, n in enumerate(g.topo)}
-        comp_mask = reach.mask(comp)
-        acting: ir.Step | None = None
-        for step in sorted(steps, key=lambda s: index[s.name]):
-            why = _no_undo_effects(ctx, step)
-            if why is None:
-                continue
-            mask = reach.masks[step.name] | reach.bit[step.name]
-            if comp_mask & ~mask:
-                later = sorted(
-                    (c for c in comp if not reach.precedes(c, step.name) and c != step.name), key=index.__getitem__
-                )
-                shown = ", ".join(repr(c) for c in later[:3]) + (" ..." if len(later) > 3 else "")
-                yield ctx.diag(
-                    "E608",
-                    f"step {step.name!r} cannot be undone ({why}), yet compensatable step"
-                    f"{'s' if len(later) > 1 else ''} {shown} may run after or alongside it",
-                    step.span,
-                    f"give {step.name!r} an undo, or make it the pivot and order every compensatable step before it",
-                )
-                continue
-            if acting is None:
-                acting = step
-                before |= {s.name for s in steps if reach.precedes(s.name, step.name)}
-                yield ctx.diag(
-                    "I609",
-                    f"step {step.name!r} acts as the pivot: {why}, and every compensatable step runs before it",
-                    step.span,
-                    "mark it 'pivot' to make this explicit",
-                )
-            elif reach.precedes(acting.name, step.name):
-                yield ctx.diag(
-                    "I609",
-                    f"step {step.name!r} acts as a retriable step: it runs after {acting.name!r}, "
-                    "the saga's point of no return",
-                    step.span,
-                )
-                if not _retries(_effective_retry(ctx, step)):
-                    yield _stuck_warning(ctx, step, acting.name)
-            else:
-                yield ctx.diag(
-                    "E607",
-                    f"step {step.name!r} ({why}) may run concurrently with {acting.name!r}, which acts as the pivot",
-                    step.span,
-                    f"order it after {acting.name!r} with 'after'",
-                )
-    yield from _forever_before_pivot(ctx, [s for s in steps if s.name in before])
+        if pivot is not None:
+            before |= g.ancestors(pivot)
+        for name in g.topo:
+            step = g.steps[name]
+            if ctx.pivot_like(step):
+                yield from _around_implied_pivot(ctx, step, classes.of[name], pivot, comp)
+    yield from _forever_before_pivot(ctx, [g.steps[n] for n in g.order if n in before])
+
+
+# Where a step stands although its class does not allow it, in a saga with a ``pivot`` step:
+# code, message and hint (formatted with the step, the pivot and why the step cannot be undone).
+_MISPLACED: dict[sem.Misplaced, tuple[str, str, str]] = {
+    sem.Misplaced.BEFORE_PIVOT: (
+        "E605",
+        "step {step!r} runs before the pivot {pivot!r} but cannot be undone ({why})",
+        "give it an undo (or mark it readonly if it changes nothing)",
+    ),
+    sem.Misplaced.AFTER_PIVOT: (
+        "E606",
+        "step {step!r} can be undone but runs after the pivot {pivot!r}, where nothing is compensated",
+        "move it before the pivot, or drop its undo and give it a retry policy",
+    ),
+    sem.Misplaced.BESIDE_PIVOT: (
+        "E607",
+        "step {step!r} may run concurrently with the pivot {pivot!r}",
+        "order it with 'after': before {pivot!r} (with an undo) or after it (retriable)",
+    ),
+}
+
+
+def _around_explicit_pivot(ctx: SagaContext, step: ir.Step, cls: sem.StepClass, pivot: str) -> Iterator[Diagnostic]:
+    """E605, E606, E607, W610 for one step of a saga with a ``pivot`` step."""
+    if step.kind == "pivot":
+        return
+    if cls.misplaced is not None:
+        code, message, hint = _MISPLACED[cls.misplaced]
+        facts = {"step": step.name, "pivot": pivot, "why": _why_irreversible(step)}
+        yield ctx.diag(code, message.format(**facts), step.span, hint.format(**facts))
+    elif ctx.graph.is_ancestor(pivot, step.name) and _never_retried(ctx, step):
+        yield _stuck_warning(ctx, step, pivot)
+
+
+def _around_implied_pivot(
+    ctx: SagaContext, step: ir.Step, cls: sem.StepClass, pivot: str | None, comp: set[str]
+) -> Iterator[Diagnostic]:
+    """E607, E608, I609, W610 for one step without undo of a saga without a ``pivot`` step."""
+    g = ctx.graph
+    why = _why_irreversible(step)
+    if cls.misplaced is sem.Misplaced.BEFORE_COMPENSATABLE:
+        later = [c for c in g.topo if c in comp and not g.is_ancestor(c, step.name)]
+        shown = ", ".join(repr(c) for c in later[:3]) + (" ..." if len(later) > 3 else "")
+        yield ctx.diag(
+            "E608",
+            f"step {step.name!r} cannot be undone ({why}), yet compensatable step"
+            f"{'s' if len(later) > 1 else ''} {shown} may run after or alongside it",
+            step.span,
+            f"give {step.name!r} an undo, or make it the pivot and order every compensatable step before it",
+        )
+    elif pivot is None or cls.misplaced is sem.Misplaced.BESIDE_PIVOT:
+        yield ctx.diag(
+            "E607",
+            f"step {step.name!r} ({why}) may run concurrently with {pivot!r}, which acts as the pivot",
+            step.span,
+            f"order it after {pivot!r} with 'after'",
+        )
+    elif step.name == pivot:
+        yield ctx.diag(
+            "I609",
+            f"step {step.name!r} acts as the pivot: {why}, and every compensatable step runs before it",
+            step.span,
+            "mark it 'pivot' to make this explicit",
+        )
+    else:
+        yield ctx.diag(
+            "I609",
+            f"step {step.name!r} acts as a retriable step: it runs after {pivot!r}, the saga's point of no return",
+            step.span,
+        )
+        if _never_retried(ctx, step):
+            yield _stuck_warning(ctx, step, pivot)
+
+
+def _never_retried(ctx: SagaContext, step: ir.Step) -> bool:
+    """A step (not a call: its callee's steps retry on their own) that one failure stops for good."""
+    return step.call is None and not sem.retries(sem.effective_retry(ctx.saga, step))
 
 
 def _stuck_warning(ctx: SagaContext, step: ir.Step, pivot: str) -> Diagnostic:
@@ -1060,16 +1019,17 @@ def _forever_before_pivot(ctx: SagaContext, steps: list[ir.Step]) -> Iterator[Di
     defaults = ctx.saga.defaults.retry if ctx.saga.defaults is not None else None
     via_defaults: list[str] = []
     for step in steps:
+        if not sem.retries_forever(sem.effective_retry(ctx.saga, step)):
+            continue
         if step.retry is not None:
-            if step.retry.attempts is None:
-                yield ctx.diag(
-                    "W611",
-                    f"step {step.name!r} retries forever before the point of no return: "
-                    "if it keeps failing the saga can never compensate",
-                    step.retry.span,
-                    "bound it with 'retry attempts N'",
-                )
-        elif defaults is not None and defaults.attempts is None:
+            yield ctx.diag(
+                "W611",
+                f"step {step.name!r} retries forever before the point of no return: "
+                "if it keeps failing the saga can never compensate",
+                step.retry.span,
+                "bound it with 'retry attempts N'",
+            )
+        else:
             via_defaults.append(step.name)
     if via_defaults and defaults is not None:
         yield ctx.diag(

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from sagalang import ir
 from sagalang.cli import main
 from sagalang.events import Event
+from sagalang.fmt import format_expr
 from sagalang.parser import parse, parse_expr
 from sagalang.render import (
     STATUS_FILL,
@@ -352,6 +353,23 @@ def test_mermaid_escape() -> None:
 def test_expr_text_round_trips(text: str) -> None:
     e = parse_expr(text)
     assert parse_expr(expr_text(e)) == e
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("not (a <= 0)", "not a <= 0"),  # `not` takes the whole comparison: no parentheses needed
+        ("2.0 * x", "2.0 * x"),  # a float stays a float
+        ("(a + b) + c", "(a + b) + c"),  # a nested chain is not the same IR as `a + b + c`
+        ("-(-x)", "-(-x)"),
+        ('"\\${x}"', '"\\${x}"'),  # an escaped `${` stays escaped, so the label reads back as text
+        ("\"a ${f('x')}\"", "\"a ${f('x')}\""),  # inside `${...}` strings take the other quote
+    ],
+)
+def test_labels_print_expressions_as_the_formatter_does(text: str, label: str) -> None:
+    e = parse_expr(text)
+    assert expr_text(e) == format_expr(e) == label
+    assert parse_expr(label) == e
 
 
 def test_format_for_path() -> None:

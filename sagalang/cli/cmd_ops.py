@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..journal.base import RUN_STATES, TERMINAL_STATES
+from ..journal.base import TERMINAL_STATES
+from ..status import RunStatus
 from .common import (
     EXIT_FAILED,
     EXIT_FINISHED,
@@ -92,7 +93,7 @@ def _record_json(rec: RunRecord) -> dict[str, Any]:
 @click.command("list")
 @click.option(
     "--status",
-    type=click.Choice(RUN_STATES),
+    type=click.Choice([s.value for s in RunStatus]),
     default=None,
     help="Only runs in this state.",
 )

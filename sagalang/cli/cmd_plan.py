@@ -34,14 +34,15 @@ def plan(spec: str, as_json: bool, saga_name: str | None, root: str | None, plug
     from ..export import dumps, load_spec_file
     from ..plan import format_plans, plan_module, plans_to_json
 
-    project, diags, source = load_spec_file(spec, make_registry(plugins), root)
+    registry = make_registry(plugins)
+    project, diags, source = load_spec_file(spec, registry, root)
     errors = [d for d in diags if d.severity == "error"]
     if errors or source is None or source.module is None:
         click.echo(D.format_text(diags, project.text_of, use_color(sys.stderr)), nl=False, err=True)
         click.echo(D.summary(diags, len(project.files) or 1), err=True)
         sys.exit(1)
     callees = {name: saga for name, (saga, _) in project.scope(source.path).items()}
-    plans = plan_module(source.module, callees)
+    plans = plan_module(source.module, callees, registry)
     if saga_name is not None:
         plans = [p for p in plans if p.saga == saga_name]
         if not plans:

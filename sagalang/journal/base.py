@@ -14,11 +14,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import StoreError
 from ..events import Event
+from ..status import TERMINAL_RUN_STATUSES, RunStatus
 
 __all__ = ["RUN_STATES", "TERMINAL_STATES", "LeaseHeldError", "RunExistsError", "RunRecord", "StaleEpochError", "Store"]
 
-RUN_STATES = ("queued", "running", "compensating", "completed", "compensated", "aborted", "stuck", "cancelled")
-TERMINAL_STATES = frozenset({"completed", "compensated", "aborted", "stuck", "cancelled"})
+# The statuses a store caches for a run (sagalang.status holds the vocabulary).
+RUN_STATES: tuple[RunStatus, ...] = tuple(RunStatus)
+TERMINAL_STATES = TERMINAL_RUN_STATUSES
 
 
 class StaleEpochError(StoreError):
@@ -48,7 +50,7 @@ class RunRecord:
     spec_hash: str
     input: Mapping[str, Any]
     handlers: tuple[str, ...] = ()
-    status: str = "running"
+    status: str = RunStatus.RUNNING.value
     created_at: float = 0.0
     updated_at: float = 0.0
     owner: str | None = None

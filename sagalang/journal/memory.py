@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import StoreError
-from ..events import TERMINAL_EVENTS, Event
+from ..events import Event
+from ..status import RUN_STATUS_AFTER, status_after
 from .base import TERMINAL_STATES, RunRecord, StaleEpochError
 from .leases import lease_is_live
 
@@ -84,8 +85,8 @@ class MemoryStore:
         if epoch is not None and epoch != rec.epoch:
             raise StaleEpochError(f"run {run_id!r} is now driven by epoch {rec.epoch}, not {epoch}")
         seq = len(journal)
-        if len(events) == 1 and status is None:
-            # The interpreter's hot path: one event, numbered and stamped by its writer.
+        if len(events) == 1 and status is None and events[0].kind not in RUN_STATUS_AFTER:
+            # The interpreter's hot path: one event, numbered and stamped by its writer, status unchanged.
             ev = events[0]
             if ev.seq != seq + 1 or ev.run_id != run_id or not ev.time:
                 ev = dataclasses.replace(ev, seq=seq + 1, run_id=run_id, time=ev.time or time.time())
@@ -99,9 +100,8 @@ class MemoryStore:
                 ev = dataclasses.replace(ev, seq=seq, run_id=run_id, time=ev.time or time.time())
             journal.append(ev)
             out.append(ev)
-        new_status = status
-        if new_status is None and out:
-            new_status = TERMINAL_EVENTS.get(out[-1].kind)
+        # When the caller does not say, the events imply the status (the fold stays the truth).
+        new_status = status if status is not None else status_after(ev.kind for ev in out)
         if new_status is not None:
             self._status[run_id] = (new_status, time.time())
         return out

@@ -36,7 +36,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..errors import StoreError
-from ..events import TERMINAL_EVENTS, Event
+from ..events import Event
+from ..status import ACTIVE_RUN_STATUSES, status_after
 from .base import TERMINAL_STATES, RunRecord, StaleEpochError
 from .leases import owner_is_dead
 from .migrations import LATEST_VERSION, SCHEMA_VERSION_DDL, check_version, pending
@@ -53,7 +54,7 @@ __all__ = ["ACTIVE_STATES", "CHANNEL", "PostgresStore", "migrate_postgres", "red
 log = logging.getLogger("sagalang.journal.postgres")
 
 CHANNEL = "sagalang_runs"  # NOTIFY channel: "queued:ID", "cancel:ID", "released:ID"
-ACTIVE_STATES = ("queued", "running", "compensating")
+ACTIVE_STATES = ACTIVE_RUN_STATUSES
 _NOW = "extract(epoch FROM clock_timestamp())"
 # One key for every sagalang database: migrations of one database never run twice at once.
 _MIGRATE_LOCK = 0x5A6A_1A06
@@ -62,9 +63,7 @@ _RUN_COLUMNS = (
     " owner, lease_until, epoch, cancel_requested, spec_path, extra"
 )
 _EVENT_COLUMNS = "kind, run_id, seq, time, step, item, attempt, data, epoch"
-# A status the journal implies when the caller does not say (the fold stays the truth).
 _WRITERS = 2  # group-commit batches in flight per store
-_STATUS_OF_EVENT = {**TERMINAL_EVENTS, "saga.compensating": "compensating"}
 
 T = TypeVar("T")
 
@@ -438,10 +437,8 @@ class PostgresStore:
         now = time.time()
         # Times are fixed before the first attempt, so a retry can recognise its own events.
         batch = tuple(ev if ev.time else dataclasses.replace(ev, time=now) for ev in events)
-        new_status = status
-        if new_status is None:
-            for ev in batch:
-                new_status = _STATUS_OF_EVENT.get(ev.kind, new_status)
+        # Like every store: when the caller does not say, the events imply the status (the fold stays the truth).
+        new_status = status if status is not None else status_after(ev.kind for ev in batch)
         pending = _Append(run_id, batch, new_status, epoch, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         # Up to _WRITERS batches in flight: one is sent while another waits for its WAL flush.

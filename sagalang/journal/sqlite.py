@@ -42,7 +42,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from ..errors import StoreError
-from ..events import TERMINAL_EVENTS, Event
+from ..events import Event
+from ..status import status_after
 from .base import TERMINAL_STATES, RunRecord, StaleEpochError
 from .leases import Lease, lease_is_live
 from .migrations import migrate_sqlite
@@ -456,8 +457,8 @@ class SQLiteStore:
                     results.append(err)
                 continue
             n = len(item.rows)
-            # Like every store: a terminal event sets the cached status even when the caller did not.
-            status = item.status or (TERMINAL_EVENTS.get(item.rows[-1][0]) if item.rows else None)
+            # Like every store: when the caller does not say, the events imply the status (the fold stays the truth).
+            status = item.status or status_after(row[0] for row in item.rows)
             # One statement numbers the events, updates the status cache and checks the fence.
             row = conn.execute(
                 "UPDATE runs SET last_seq = last_seq + ?, status = COALESCE(?, status), updated_at = ?"
