@@ -31,7 +31,7 @@ class LspClient:
     """One server process and the messages it sent."""
 
     def __init__(self, cwd: Path, args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
-        self.stderr = tempfile.TemporaryFile()
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close(), after the process)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sagalang", "lsp", *args],
             cwd=cwd,
@@ -90,7 +90,9 @@ class LspClient:
             ok = self.cond.wait_for(lambda: found() is not None or self.proc.poll() is not None, timeout)
             value = found()
             if value is None:
-                raise AssertionError(f"no {what} within {timeout}s (server {'exited' if ok else 'silent'})\n{self.log()}")
+                raise AssertionError(
+                    f"no {what} within {timeout}s (server {'exited' if ok else 'silent'})\n{self.log()}"
+                )
             return value
 
     def log(self) -> str:
@@ -147,13 +149,18 @@ class LspClient:
         """didOpen a file (its text from disk unless given); returns its URI."""
         uri = path.resolve().as_uri()
         body = path.read_text(encoding="utf-8") if text is None else text
-        self.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "saga", "version": version, "text": body}})
+        self.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": uri, "languageId": "saga", "version": version, "text": body}},
+        )
         return uri
 
     def change(self, uri: str, version: int, text: str, rng: dict[str, Any] | None = None) -> None:
         """didChange: the whole text, or ``text`` in place of ``rng``."""
         change: dict[str, Any] = {"text": text} if rng is None else {"range": rng, "text": text}
-        self.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version}, "contentChanges": [change]})
+        self.notify(
+            "textDocument/didChange", {"textDocument": {"uri": uri, "version": version}, "contentChanges": [change]}
+        )
 
     def diagnostics(self, uri: str, version: int | None = None, start: int = 0) -> list[dict[str, Any]]:
         """The diagnostics published for ``uri`` (for ``version`` when given), waiting for them."""
@@ -180,4 +187,8 @@ class LspClient:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.close()
+            self.reader.join(timeout=20)
+            self.proc.stdout.close()
             self.stderr.close()

@@ -273,6 +273,9 @@ def complete(
     duration = _DURATION.search(ctx.prefix)
     if duration is not None and re.search(r"\b(timeout|backoff|max)\s+[0-9.]+[a-z]*$", ctx.prefix):
         return _units(_replace(text, offset, duration.group(1)), ctx.prefix[duration.start() : duration.start(1)])
+    if ctx.depth == 0 and ctx.previous in ("do", "undo", "use", "analyze") and ctx.clause == ctx.previous:
+        # A handler name is dotted: the whole name typed so far is replaced.
+        return _handler_items(registry, _replace(text, offset, ctx.partial), with_args=ctx.previous != "analyze")
     if ctx.partial.startswith("input."):
         return _field_items(module, ctx, rng)
     if ctx.partial.startswith("saga."):
@@ -298,8 +301,6 @@ def _by_clause(
         return _expression_items(module, ctx, rng) if ctx.interpolation or last.endswith(_OPERATORS) else []
     if calling and ctx.depth == 1:
         return _parameter_items(registry, scope, ctx, rng)
-    if ctx.depth == 0 and last in ("do", "undo", "use", "analyze") and ctx.clause == last:
-        return _handler_items(registry, rng, with_args=last != "analyze")
     if ctx.depth == 0 and last == "call" and ctx.clause == "call":
         return [
             _item(n, _K.Module, rng, "saga", insert=_call_snippet(s), snippet=True) for n, s in sorted(scope.items())

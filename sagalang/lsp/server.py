@@ -57,9 +57,8 @@ class SagaServer(LanguageServer):
         self.window_show_message(lsp.ShowMessageParams(lsp.MessageType.Warning, message))
 
     # ---- diagnostics ----
-    def schedule(self, uri: str) -> None:
-        """Analyse ``uri`` once the user has paused typing (and the open documents that import it)."""
-        targets = [uri, *self.state.dependents(path_of(uri))]
+    def schedule(self, targets: list[str]) -> None:
+        """Analyse these documents once the user has paused typing."""
         loop = asyncio.get_running_loop()
         for target in targets:
             handle = self.pending.pop(target, None)
@@ -127,19 +126,18 @@ def _register_sync(server: SagaServer) -> None:
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: SagaServer, params: lsp.DidOpenTextDocumentParams) -> None:
         doc = params.text_document
-        ls.state.open(doc.uri, doc.text, doc.version)
-        ls.schedule(doc.uri)
+        ls.schedule(ls.state.open(doc.uri, doc.text, doc.version))
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: SagaServer, params: lsp.DidChangeTextDocumentParams) -> None:
         uri = params.text_document.uri
         doc = ls.workspace.get_text_document(uri)
-        ls.state.open(uri, doc.source, params.text_document.version)
-        ls.schedule(uri)
+        ls.schedule(ls.state.open(uri, doc.source, params.text_document.version))
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls: SagaServer, params: lsp.DidSaveTextDocumentParams) -> None:
-        ls.schedule(params.text_document.uri)
+        uri = params.text_document.uri
+        ls.schedule([uri, *ls.state.dependents(path_of(uri))])
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: SagaServer, params: lsp.DidCloseTextDocumentParams) -> None:

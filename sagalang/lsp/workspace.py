@@ -142,9 +142,16 @@ class Workspace:
     registries: dict[Path, _Registry] = field(default_factory=dict)
     on_problem: Callable[[str], None] | None = None
 
-    def open(self, uri: str, text: str, version: int | None) -> None:
-        """An editor opened (or changed) a document."""
+    def open(self, uri: str, text: str, version: int | None) -> list[str]:
+        """An editor opened (or changed) a document; returns it and the open documents that import it.
+
+        Their analyses read the old text, so they are dropped and will be computed again.
+        """
         self.docs[uri] = Document(uri, text, version)
+        stale = self.dependents(path_of(uri))
+        for other in stale:
+            self.analyses.pop(other, None)
+        return [uri, *stale]
 
     def close(self, uri: str) -> None:
         """An editor closed a document."""
