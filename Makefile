@@ -60,7 +60,7 @@ BENCH_VENV := bench/.venv
 $(BENCH_VENV)/.installed: pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install -q -e '.[postgres]' transitions python-statemachine sismic dbos matplotlib
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[postgres,lsp]' transitions python-statemachine sismic dbos matplotlib
 	touch $@
 
 bench: $(BENCH_VENV)/.installed graphviz
