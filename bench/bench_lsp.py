@@ -105,6 +105,7 @@ def memory_with_examples() -> dict[str, float]:
 
 
 def main() -> None:
+    """Measure, print the table and (unless --quick) save the figures."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a small file, few edits (smoke test)")
     args = parser.parse_args()

@@ -8,7 +8,8 @@ class is one entry there and one test in :func:`step_class`.
 
 from __future__ import annotations
 
-from ..plan import SagaPlan
+from .. import ir
+from .workspace import Analysis
 
 __all__ = ["CLASSES", "step_class"]
 
@@ -21,8 +22,11 @@ CLASSES: dict[str, str] = {
 }
 
 
-def step_class(plan: SagaPlan, name: str) -> str:
-    """The class of step ``name`` in ``plan`` (a key of :data:`CLASSES`)."""
+def step_class(analysis: Analysis, saga: ir.Saga, name: str) -> str | None:
+    """The class of step ``name`` of ``saga`` (a key of :data:`CLASSES`; None when its steps form a cycle)."""
+    plan = analysis.plan(saga)
+    if plan is None or not any(s.name == name for s in plan.steps):
+        return None
     step = plan.step(name)
     if step.kind == "readonly":
         return "readonly"

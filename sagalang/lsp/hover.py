@@ -43,8 +43,8 @@ def step_doc(analysis: Analysis, saga: ir.Saga, step: ir.Step) -> str:
     plan = analysis.plan(saga)
     head = f"**step** `{step.name}`"
     lines: list[str] = []
-    if plan is not None and any(s.name == step.name for s in plan.steps):
-        cls = step_class(plan, step.name)
+    cls = step_class(analysis, saga, step.name)
+    if cls is not None:
         head += f" · {cls}"
         lines.append(f"*{CLASSES[cls]}*")
     if step.description:

@@ -47,10 +47,7 @@ def _symbol(
 
 
 def _step(analysis: Analysis, saga: ir.Saga, step: ir.Step) -> lsp.DocumentSymbol:
-    plan = analysis.plan(saga)
-    detail = None
-    if plan is not None and any(s.name == step.name for s in plan.steps):
-        detail = step_class(plan, step.name)
+    detail = step_class(analysis, saga, step.name)
     action = step.do or step.use
     if action is not None:
         detail = f"{detail} · {action.handler}" if detail else action.handler
