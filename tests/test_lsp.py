@@ -54,6 +54,7 @@ def test_initialize_advertises_every_feature(tmp_path: Path) -> None:
         caps = client.initialize(tmp_path)
     finally:
         assert client.close() == 0
+    assert caps["positionEncoding"] == "utf-16"
     for key in (
         "hoverProvider",
         "definitionProvider",
@@ -209,3 +210,33 @@ def test_without_pygls_the_command_prints_one_line_hint() -> None:
         "sagalang: error: the language server needs pygls and lsprotocol: pip install 'sagalang[lsp]'"
     ]
     assert "Traceback" not in proc.stderr
+
+
+def test_options_and_plugins_are_logged(tmp_path: Path) -> None:
+    (tmp_path / "handlers.py").write_text("", encoding="utf-8")
+    client = LspClient(tmp_path, ("--plugin", "handlers.py", "--debounce-ms", "70"))
+    try:
+        start = client.mark()
+        client.initialize(tmp_path)
+        note = client.notification("window/logMessage", lambda p: p["message"].startswith("sagalang "), start)
+        assert "checked 70 ms after the last edit, plugins handlers.py" in note["message"]
+    finally:
+        assert client.close() == 0
+    client = LspClient(tmp_path)
+    try:
+        start = client.mark()
+        client.initialize(tmp_path, {"debounce_ms": 5})
+        note = client.notification("window/logMessage", lambda p: p["message"].startswith("sagalang "), start)
+        assert "checked 5 ms after" in note["message"]
+    finally:
+        assert client.close() == 0
+
+
+def test_an_unsaved_document_is_checked_under_its_own_uri(server: LspClient) -> None:
+    uri = "untitled:Untitled-1"
+    start = server.mark()
+    server.notify(
+        "textDocument/didOpen",
+        {"textDocument": {"uri": uri, "languageId": "saga", "version": 1, "text": "saga s {\n    step a {\n"}},
+    )
+    assert [d["code"] for d in server.diagnostics(uri, 1, start)] == ["E013"]

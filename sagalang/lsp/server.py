@@ -73,14 +73,16 @@ class SagaServer(LanguageServer):
         if analysis is None:
             return
         for path, diags in analysis.by_path().items():
+            if path == analysis.path:
+                items = [to_lsp(analysis.text, d) for d in diags]
+                self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri, items, analysis.version))
+                continue
             target = uri_of(path)
-            if target != uri and target in self.state.docs:
+            if target in self.state.docs:
                 continue  # an open file publishes its own diagnostics
-            if target != uri:
-                self.published_by[target] = uri
-            text = analysis.text if path == analysis.path else _text_of(analysis, path)
-            items = [to_lsp(text, d) for d in diags]
-            self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(target, items, analysis.version))
+            self.published_by[target] = uri
+            items = [to_lsp(_text_of(analysis, path), d) for d in diags]
+            self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(target, items))
 
     def forget(self, uri: str) -> None:
         """A document closed: clear what it published for itself and for the files it imports."""
@@ -120,8 +122,15 @@ def _register_sync(server: SagaServer) -> None:
     def initialize(ls: SagaServer, params: lsp.InitializeParams) -> None:
         ls.state.encoding = str(ls.workspace.position_encoding or "utf-16")
         debounce = _options(params).get("debounce_ms")
-        if isinstance(debounce, int | float) and debounce >= 0:
+        if isinstance(debounce, int | float) and not isinstance(debounce, bool) and debounce >= 0:
             ls.debounce = debounce / 1000
+
+    @server.feature(lsp.INITIALIZED)
+    def initialized(ls: SagaServer, params: lsp.InitializedParams) -> None:
+        # The client's log (VS Code's Output panel) says what the server runs with.
+        plugins = f", plugins {', '.join(ls.state.plugins)}" if ls.state.plugins else ""
+        message = f"sagalang {ls.version}: files checked {ls.debounce * 1000:g} ms after the last edit{plugins}"
+        ls.window_log_message(lsp.LogMessageParams(lsp.MessageType.Info, message))
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: SagaServer, params: lsp.DidOpenTextDocumentParams) -> None:
