@@ -123,6 +123,7 @@ def main() -> None:
             "… the server's own share (median edit time − median floor − debounce)",
             f"{(latency['median'] - floor['median'] - DEFAULT_DEBOUNCE) * 1000:.1f} ms",
         ],
+        ["… edit time / floor", f"{latency['median'] / floor['median']:.2f}×"],
         [f"server memory with the {memory['files']} example files open (RSS)", f"{memory['rss_mb']:.0f} MB"],
         ["… peak RSS / idle after start", f"{memory['peak_mb']:.0f} MB / {memory['idle_mb']:.0f} MB"],
     ]
