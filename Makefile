@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SAGALANG_TEST_POSTGRES_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test test-slow lint typecheck pytest graphviz venv clean docs bench
+.PHONY: demo test test-slow lint typecheck pytest graphviz venv clean docs bench vsix
 
 venv: $(STAMP)
 
@@ -60,7 +60,7 @@ BENCH_VENV := bench/.venv
 $(BENCH_VENV)/.installed: pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install -q -e '.[postgres]' transitions python-statemachine sismic dbos matplotlib
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[postgres,lsp]' transitions python-statemachine sismic dbos matplotlib
 	touch $@
 
 bench: $(BENCH_VENV)/.installed graphviz
@@ -76,6 +76,15 @@ docs: $(STAMP) docs-diagrams
 .PHONY: docs-diagrams
 docs-diagrams: $(STAMP) graphviz
 	$(PY) scripts/gen_diagrams.py
+
+# The VS Code extension (editors/vscode): its npm packages, then the .vsix built by @vscode/vsce.
+VSCODE := editors/vscode
+vsix: $(VSCODE)/node_modules/.package-lock.json
+	cd $(VSCODE) && npx --no-install vsce package --allow-missing-repository --out sagalang.vsix
+	@echo "built $(VSCODE)/sagalang.vsix; install it with: code --install-extension $(VSCODE)/sagalang.vsix"
+
+$(VSCODE)/node_modules/.package-lock.json: $(VSCODE)/package-lock.json
+	cd $(VSCODE) && npm ci --no-audit --no-fund --loglevel=error
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

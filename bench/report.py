@@ -120,6 +120,18 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
                 f"{largest['points_per_second']:.0f}/s)",
                 largest["seconds"] < 10,
             )
+    lsp = r.get("lsp", {})
+    edit = _get(lsp, "edit_to_diagnostics", "median")
+    if edit is not None:
+        row(
+            f"`sagalang lsp`: edit → published diagnostics, {lsp.get('steps', 0):,} steps",
+            "< 300 ms",
+            _ms(edit),
+            edit < 0.3,
+        )
+    rss = _get(lsp, "memory", "rss_mb")
+    if rss is not None:
+        row("… the server's memory with the examples open", "report", f"{rss:.0f} MB", None)
     return rows
 
 
@@ -231,7 +243,7 @@ def write_page(results: dict[str, Any], tables: dict[str, str]) -> None:
         "",
         "Reproduce: `make bench` (all of it, about ten minutes), or one benchmark:",
         "`python bench/bench_language.py` (likewise `bench_interpreter`, `bench_durable`,",
-        "`bench_postgres`, `bench_testing`). The figures land in `bench/results.json`.",
+        "`bench_postgres`, `bench_testing`, `bench_lsp`). The figures land in `bench/results.json`.",
         "",
         f"Machine: Python {machine.get('python', '?')} ({machine.get('implementation', '?')}), "
         f"{machine.get('cpus', '?')} CPUs, {machine.get('platform', '?')}.",
@@ -253,6 +265,7 @@ def write_page(results: dict[str, Any], tables: dict[str, str]) -> None:
         "bench_durable": "Durable journal on SQLite",
         "bench_postgres": "PostgreSQL workers",
         "bench_testing": "`sagalang test`",
+        "bench_lsp": "Editor: `sagalang lsp`",
     }
     for name, title in titles.items():
         out = tables.get(name)

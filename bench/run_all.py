@@ -20,13 +20,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["bench_language", "bench_interpreter", "bench_durable", "bench_postgres", "bench_testing"]
+BENCHES = ["bench_language", "bench_interpreter", "bench_durable", "bench_postgres", "bench_testing", "bench_lsp"]
 TITLES = {
     "bench_language": "Language: parse + validate",
     "bench_interpreter": "Interpreter: per-step cost and concurrency",
     "bench_durable": "Durable journal on SQLite",
     "bench_postgres": "PostgreSQL workers",
     "bench_testing": "`sagalang test`",
+    "bench_lsp": "Editor: `sagalang lsp`",
 }
 
 

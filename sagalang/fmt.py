@@ -39,6 +39,9 @@ above it); one after code belongs to the clause that starts on that line
 a later line stays after that brace; comments before a closing brace stay
 inside the block, and comments at the end of the file stay there. A comment
 in the middle of a clause that spans several lines moves above the clause.
+Trailing comments on consecutive lines start in one column, two columns after
+the longest code of the run (as gofmt aligns them); a lone one follows its
+code after two spaces.
 
 A clause given twice (which the IR keeps only once) is refused with E107
 rather than silently dropped.
@@ -531,6 +534,30 @@ class _Layout:
 # ---- printing ------------------------------------------------------------------------
 
 
+def _align_comments(lines: list[str], comments: dict[int, str]) -> list[str]:
+    """Put each line's trailing comment after its code; consecutive commented lines share one column.
+
+    As gofmt does: a run of lines that each end in a comment has its comments
+    start two columns after the run's longest code, so hand-aligned comments
+    keep their look; a line without one (or a blank line) ends the run.
+    """
+    out = list(lines)
+    i = 0
+    n = len(lines)
+    while i < n:
+        if i not in comments:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and j + 1 in comments:
+            j += 1
+        column = max(len(lines[k]) for k in range(i, j + 1)) + 2
+        for k in range(i, j + 1):
+            out[k] = lines[k].ljust(column) + comments[k]
+        i = j + 1
+    return out
+
+
 @functools.cache
 def _keywords() -> frozenset[str]:
     from .parser import _lark
@@ -549,6 +576,14 @@ class _Printer:
     def __init__(self, notes: _Notes) -> None:
         self.notes = notes
         self.out: list[str] = []
+        # Trailing comments by output line, kept apart from the code so that runs of them can be aligned.
+        self.comments: dict[int, str] = {}
+
+    def _emit(self, code: str, comment: str | None) -> None:
+        """One output line, with the trailing comment that goes at its end (if any)."""
+        if comment is not None:
+            self.comments[len(self.out)] = comment
+        self.out.append(code)
 
     def module(self, module: ir.Module) -> str:
         """The whole file."""
@@ -563,7 +598,7 @@ class _Printer:
             if out:
                 out.append("")
             out.extend(self.notes.end)
-        return "\n".join(out) + "\n" if out else ""
+        return "\n".join(_align_comments(out, self.comments)) + "\n" if out else ""
 
     # ---- units ----
     def _line(self, key: object, depth: int, text: str | list[str]) -> None:
@@ -571,11 +606,12 @@ class _Printer:
         unit = self.notes.units.get(key)
         pad = _INDENT * depth
         lines = [text] if isinstance(text, str) else text
+        comment = None
         if unit is not None:
             self.out.extend(pad + c for c in unit.leading)
-            if unit.trailing is not None:
-                lines = [lines[0] + "  " + unit.trailing, *lines[1:]]
-        self.out.extend(pad + line for line in lines)
+            comment = unit.trailing
+        self._emit(pad + lines[0], comment)
+        self.out.extend(pad + line for line in lines[1:])
 
     def _block(self, key: object, depth: int, header: str, items: list[_Item], spaced: bool = False) -> None:
         """``header {`` items ``}``; ``spaced`` puts blank lines around block items (saga and parallel bodies)."""
@@ -589,9 +625,9 @@ class _Printer:
         out.extend(pad + c for c in leading)
         if not items and not dangling and (trailing is None or close_trailing is None):
             comment = trailing if trailing is not None else close_trailing
-            out.append(f"{pad}{header} {{}}" + (f"  {comment}" if comment is not None else ""))
+            self._emit(f"{pad}{header} {{}}", comment)
             return
-        out.append(f"{pad}{header} {{" + (f"  {trailing}" if trailing is not None else ""))
+        self._emit(f"{pad}{header} {{", trailing)
         previous: bool | None = None
         for is_block, write in items:
             if spaced and previous is not None and (is_block or previous):
@@ -602,7 +638,7 @@ class _Printer:
             if spaced and items:
                 out.append("")
             out.extend(pad + _INDENT + c for c in dangling)
-        out.append(f"{pad}}}" + (f"  {close_trailing}" if close_trailing is not None else ""))
+        self._emit(f"{pad}}}", close_trailing)
 
     def _clause(self, key: object, text: str) -> _Item:
         return (False, lambda depth: self._line(key, depth, text))

@@ -8,7 +8,7 @@ imports that escape the root, are missing or form a cycle).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,8 +89,10 @@ def find_root(path: Path) -> Path:
     return start
 
 
-def find_spec_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
-    """Expand folders into their ``*.saga`` files (hidden folders skipped)."""
+def find_spec_files(
+    paths: Iterable[str | Path], texts: Mapping[Path, str] | None = None
+) -> tuple[list[Path], list[Diagnostic]]:
+    """Expand folders into their ``*.saga`` files (hidden folders skipped); ``texts``' files exist too."""
     found: list[Path] = []
     diags: list[Diagnostic] = []
     for raw in paths:
@@ -101,7 +103,7 @@ def find_spec_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagn
                 for name in sorted(filenames):
                     if name.endswith(SPEC_SUFFIX):
                         found.append(Path(dirpath, name).resolve())
-        elif p.exists():
+        elif p.exists() or (texts is not None and p.resolve() in texts):
             found.append(p.resolve())
         else:
             diags.append(diagnostic("E001", f"no such file or folder: {raw}", str(raw)))
@@ -151,16 +153,17 @@ def _json_hint(text: str) -> str | None:
     return None
 
 
-def read_file(path: Path, display: str) -> tuple[SourceFile, list[Diagnostic]]:
-    """Read and parse one file; never raises for a bad file."""
+def read_file(path: Path, display: str, text: str | None = None) -> tuple[SourceFile, list[Diagnostic]]:
+    """Read and parse one file (or parse ``text``, the file's unsaved contents); never raises for a bad file."""
     sf = SourceFile(path, display)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        return sf, [diagnostic("E001", f"cannot read file: {err.strerror or err}", display)]
-    text, problem = decode_source(data, display)
-    if problem is not None:
-        return sf, [problem]
+    if text is None:
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            return sf, [diagnostic("E001", f"cannot read file: {err.strerror or err}", display)]
+        text, problem = decode_source(data, display)
+        if problem is not None:
+            return sf, [problem]
     assert text is not None
     sf.text = text
     try:
@@ -179,9 +182,16 @@ def read_file(path: Path, display: str) -> tuple[SourceFile, list[Diagnostic]]:
     return sf, []
 
 
-def load_project(paths: Iterable[str | Path], root: str | Path | None = None) -> Project:
-    """Read the named files (folders expanded) and everything they import."""
-    files, diags = find_spec_files(paths)
+def load_project(
+    paths: Iterable[str | Path], root: str | Path | None = None, texts: Mapping[Path, str] | None = None
+) -> Project:
+    """Read the named files (folders expanded) and everything they import.
+
+    ``texts`` maps resolved paths to contents that replace what is on disk
+    (an editor's unsaved buffers); such a file need not exist on disk.
+    """
+    texts = texts or {}
+    files, diags = find_spec_files(paths, texts)
     root_path = Path(root).resolve() if root is not None else (find_root(files[0]) if files else Path.cwd())
     project = Project(root_path, entries=files, diagnostics=diags)
     queue = list(files)
@@ -189,7 +199,7 @@ def load_project(paths: Iterable[str | Path], root: str | Path | None = None) ->
         path = queue.pop(0)
         if path in project.files:
             continue
-        sf, problems = read_file(path, display_path(path))
+        sf, problems = read_file(path, display_path(path), texts.get(path))
         project.files[path] = sf
         project.diagnostics.extend(problems)
         if sf.module is None:
@@ -197,7 +207,7 @@ def load_project(paths: Iterable[str | Path], root: str | Path | None = None) ->
         for imp in sf.module.imports:
             try:
                 target = (path.parent / imp.path).resolve()
-                exists = target.is_file()
+                exists = target in texts or target.is_file()
             except (OSError, ValueError):  # a NUL byte, or a name too long for the file system
                 target, exists = path.parent, False
             if not target.is_relative_to(project.root):

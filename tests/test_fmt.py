@@ -480,3 +480,50 @@ def test_long_calls_get_one_argument_per_line() -> None:
     assert max(len(line) for line in WRAPPED_OUT.splitlines()) <= 100
     short = "saga s {\n    step a {\n        do h.x(\n            a: 1,\n        )\n    }\n}\n"
     assert format_source(short) == "saga s {\n    step a {\n        do h.x(a: 1)\n    }\n}\n"
+
+
+ALIGNED = """\
+saga s {
+    input {
+        order_id: string        # the shop's id
+        card: string secret     # never logged
+        n: integer = 1
+        express: boolean = false  # a lone comment keeps two spaces
+    }
+
+    step a {
+        do h.x()
+    }
+}
+"""
+
+
+def test_consecutive_trailing_comments_share_a_column() -> None:
+    out = format_source(ALIGNED)
+    lines = out.split("\n")
+    first, second = lines[2], lines[3]
+    assert first.index("#") == second.index("#") == len("        card: string secret") + 2
+    assert "        express: boolean = false  # a lone comment keeps two spaces" in lines
+    assert format_source(out) == out
+
+
+def test_alignment_spans_nesting_levels_and_stops_at_a_line_without_comment() -> None:
+    text = "saga s {  # the saga\n    step a {  # a\n        do h.x()\n    }  # after a\n}\n"
+    out = format_source(text)
+    assert out.split("\n")[:2] == ["saga s {      # the saga", "    step a {  # a"]
+    assert "    }  # after a" in out.split("\n")
+    assert format_source(out) == out
+
+
+def test_hand_aligned_comments_stay_aligned() -> None:
+    text = (
+        "saga s {\n"
+        "    compensation {\n"
+        "        order parallel                   # independent undos together\n"
+        "        retry attempts 3                 # then give up\n"
+        "    }\n"
+        "}\n"
+    )
+    out = format_source(text)
+    assert "        order parallel    # independent undos together\n        retry attempts 3  # then give up\n" in out
+    assert format_source(out) == out

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "submit": "sagalang.cli.cmd_worker:submit",
     "worker": "sagalang.cli.cmd_worker:worker",
     "migrate": "sagalang.cli.cmd_worker:migrate",
+    "lsp": "sagalang.cli.cmd_lsp:lsp",
 }
 
 
