@@ -428,12 +428,12 @@ class Worker:
 
         A queued run has an empty journal: resuming it starts it (``saga.started``).
         """
-        from . import interpreter
+        from . import runtime
 
         fenced = _FencedStore(store, rec.run_id)
         self._fences[rec.run_id] = fenced
         try:
-            r = await interpreter.prepare_resume(
+            r = await runtime.prepare_resume(
                 rec.run_id,
                 store=fenced,
                 registry=self.registry,
@@ -441,12 +441,14 @@ class Worker:
                 epoch=epoch,
                 listeners=self.listeners,
                 executor=self.executor,
+                # The worker forwards cancel requests (NOTIFY, heartbeat): the run need not poll for them.
+                poll_cancels=False,
             )
-            if isinstance(r, interpreter.RunResult):
+            if isinstance(r, runtime.RunResult):
                 return r.status
             bridge = asyncio.create_task(_forward_cancel(cancel, r))
             try:
-                result = await r.drive(fresh=False)
+                result = await runtime.drive(r, fresh=False)
             finally:
                 bridge.cancel()
             return result.status
@@ -481,8 +483,7 @@ class _FencedStore:
     is unreachable, and its interpreter never reaches another handler call.
     """
 
-    # The worker forwards cancel requests (NOTIFY, heartbeat): the interpreter need not poll for them.
-    pushes_cancel = True
+    shared = True
 
     def __init__(self, store: PostgresStore, run_id: str) -> None:
         self._store = store

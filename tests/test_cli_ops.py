@@ -321,11 +321,12 @@ class Ops:
         env.update(OPS_TEST_LOG=str(self.log), NO_COLOR="1", **extra)
         return env
 
-    def start(self, run_id: str, **extra: str) -> subprocess.Popen[str]:
-        """``sagalang run`` in the background."""
+    def start(self, run_id: str, crash_after: int | None = None, **extra: str) -> subprocess.Popen[str]:
+        """``sagalang run`` in the background (killed after its ``crash_after``-th journal append)."""
         args = ["run", str(self.spec), "--plugin", str(self.plugin), "--store", self.store, "--id", run_id]
+        crash = [] if crash_after is None else [sys.executable, "-m", "sagalang.testing.crash", str(crash_after)]
         return subprocess.Popen(
-            [*SAGALANG, *args],
+            [*(crash or SAGALANG), *args],
             cwd=self.folder,
             env=self.env(**extra),
             stdout=subprocess.PIPE,
@@ -350,8 +351,8 @@ class Ops:
             time.sleep(0.05)
 
     def crashed(self, run_id: str, after: int) -> None:
-        """A run killed (SIGKILL, by the crash hook) after its ``after``-th append."""
-        proc = self.start(run_id, SAGALANG_CRASH_AFTER_APPEND=str(after))
+        """A run killed (SIGKILL, by ``sagalang.testing.crash``) after its ``after``-th append."""
+        proc = self.start(run_id, crash_after=after)
         proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL
 

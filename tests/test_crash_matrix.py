@@ -2,8 +2,8 @@
 
 For an example saga, a reference run without a crash gives the number of
 appends N, the final status and the effects. Then, for every k in 1..N, the
-saga runs in a subprocess with ``SAGALANG_CRASH_AFTER_APPEND=k`` (it kills
-itself right after the k-th append), must die by SIGKILL, and ``sagalang
+saga runs in a subprocess under ``python -m sagalang.testing.crash k`` (it is
+killed right after the k-th append), must die by SIGKILL, and ``sagalang
 resume ID`` in a new process finishes it. For every k:
 
 * the run ends in the reference's terminal state, with resume's exit code;
@@ -101,21 +101,23 @@ class Harness:
         self.store = f"sqlite:///{folder}/journal.db"
         self.effects_db = folder / "effects.db"
 
-    def env(self, crash_after: int | None = None) -> dict[str, str]:
-        """The subprocess environment: own effects DB, optional crash hook, no colour."""
+    def env(self) -> dict[str, str]:
+        """The subprocess environment: own effects DB, no colour."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAGALANG_")}
         env["SAGALANG_EXAMPLES_DB"] = str(self.effects_db)
         env["NO_COLOR"] = "1"
-        if crash_after is not None:
-            env["SAGALANG_CRASH_AFTER_APPEND"] = str(crash_after)
         return env
 
     def cli(self, *args: str, crash_after: int | None = None) -> subprocess.CompletedProcess[str]:
-        """``sagalang ARGS`` in a new process (cwd: the repository, whose pyproject names the handlers)."""
+        """``sagalang ARGS`` in a new process (cwd: the repository, whose pyproject names the handlers).
+
+        With ``crash_after``, the process is killed right after its k-th journal append.
+        """
+        crash = ["sagalang.testing.crash", str(crash_after)] if crash_after is not None else ["sagalang"]
         return subprocess.run(
-            [sys.executable, "-m", "sagalang", *args],
+            [sys.executable, "-m", *crash, *args],
             cwd=ROOT,
-            env=self.env(crash_after),
+            env=self.env(),
             capture_output=True,
             text=True,
             timeout=120,

@@ -66,6 +66,9 @@ class Store(Protocol):
     """Journal storage. All methods are coroutines; ``append`` is durable on return."""
 
     url: str
+    # Whether other processes can reach this store's runs (SQLite, PostgreSQL). A store only
+    # this process sees (memory:) needs no lease, and nobody else can ask to cancel its runs.
+    shared: bool
 
     async def open(self) -> None:
         """Connect, create or migrate the schema."""

@@ -156,6 +156,8 @@ class _Append:
 class PostgresStore:
     """Runs and journals in PostgreSQL, shared by any number of processes and hosts."""
 
+    shared = True
+
     def __init__(
         self,
         url: str,
