@@ -26,6 +26,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -188,15 +189,17 @@ def check_effects(h: Harness, run_id: str, status: str) -> None:
 
 
 def reference(folder: Path, example: str, fail_at: str | None) -> tuple[Outcome, int]:
-    """A run without a crash: its outcome and how many events it appended."""
+    """A run without a crash: its outcome and how many journal appends it made (its crash points)."""
     h = Harness(folder / "reference", example)
     h.folder.mkdir()
-    proc = h.run("ref", fail_at)
+    proc = h.run("ref", fail_at, crash_after=0)
     out = h.outcome("ref")
     assert proc.returncode == EXIT[out.status], proc.stderr
     check_journal(out.events)
     check_effects(h, "ref", out.status)
-    return out, len(out.events)
+    counted = re.search(r"sagalang\.testing\.crash: (\d+) appends", proc.stderr)
+    assert counted is not None, proc.stderr
+    return out, int(counted.group(1))
 
 
 def crash_and_resume(folder: Path, example: str, fail_at: str | None, k: int, ref: Outcome) -> None:

@@ -18,7 +18,7 @@ from .. import ir
 from ..context import Context, Failure
 from ..expr import ExprError, evaluate
 from ..plugins import Handler
-from .calls import call_handler
+from .calls import StepCall, call_handler
 from .outcome import (
     CANCELLED,
     NotCalled,
@@ -28,7 +28,6 @@ from .outcome import (
     expr_failure,
     injected_failure,
     jsonable,
-    namespace_of,
     should_retry,
     timeout_error,
 )
@@ -53,18 +52,9 @@ def eval_args(args: Iterable[ir.Arg], env: Mapping[str, Any]) -> dict[str, Any]:
     return {a.name: evaluate(a.value, env) for a in args}
 
 
-def _seconds(d: ir.Duration | None) -> float | None:
-    return d.ms / 1000 if d is not None else None
-
-
 async def run_attempts(run: Run, sc: Scope, step: ir.Step, q: str, item: int | None, env: Mapping[str, Any]) -> bool:
     """Call the step's handler until it succeeds or fails for good; True when it succeeded."""
-    action = step.do or step.use
-    assert action is not None
-    handler = run.table.handlers[action.handler]
-    defaults = sc.saga.defaults
-    policy = step.retry if step.retry is not None else (defaults.retry if defaults is not None else None)
-    timeout = _seconds(step.timeout if step.timeout is not None else (defaults.timeout if defaults else None))
+    call = run.table.calls[sc.saga.name][step.name]
     st = run.state.steps.get(q)
     if st is not None and item is not None:
         st = st.items.get(item)
@@ -76,65 +66,57 @@ async def run_attempts(run: Run, sc: Scope, step: ir.Step, q: str, item: int | N
         # Journal first: the start is durable before the handler may act (and a cancel heard now stops it).
         await journal.flush()
         try:
-            output = await _attempt(run, sc, step, action, handler, q, item, attempt, key, timeout, env)
+            args = _arguments(run, call, q, env)
+            result = await invoke(
+                run, call.handler, args, sc, q, item, attempt, key, call.timeout, compensating=False, zone=True
+            )
+            output = _output(run, sc, step, result)
         except (asyncio.CancelledError, NotCalled) as exc:
             # Cancelled while running: the call may have had its effect. Stopped before the call: it did not.
             running = isinstance(exc, asyncio.CancelledError)
             if running and stop.reason is None:
                 stop.from_outside()
-            data = {"error": CANCELLED, "uncertain": running, "final": True}
-            journal.record("step.failed", q, item, attempt, data)
+            journal.record("step.failed", q, item, attempt, {"error": CANCELLED, "uncertain": running, "final": True})
             return False
-        if not isinstance(output, _Failed):
+        except TimedOut as t:
+            failed = _Failed(timeout_error(t.seconds), True, True)
+        except Exception as exc:
+            retryable = exc.retryable if isinstance(exc, Failure) else None
+            failed = _Failed(error_info(exc, call.namespace), retryable, False)
+        else:
             journal.record("step.succeeded", q, item, attempt, {"output": output})
             return True
-        failed = output
-        data = {"error": failed.error, "uncertain": failed.uncertain, "final": True}
-        if stop.reason is None and should_retry(policy, failed.error, failed.retryable, attempt):
-            assert policy is not None
-            if not await _wait_to_retry(run, policy, q, item, attempt, failed):
+        if stop.reason is None and should_retry(call.retry, failed.error, failed.retryable, attempt):
+            assert call.retry is not None
+            if not await _wait_to_retry(run, call.retry, q, item, attempt, failed):
                 return False
             attempt += 1
             continue
-        journal.record("step.failed", q, item, attempt, data)
+        journal.record(
+            "step.failed", q, item, attempt, {"error": failed.error, "uncertain": failed.uncertain, "final": True}
+        )
         return False
 
 
-async def _attempt(
-    run: Run,
-    sc: Scope,
-    step: ir.Step,
-    action: ir.Invocation,
-    handler: Handler,
-    q: str,
-    item: int | None,
-    attempt: int,
-    key: str,
-    timeout: float | None,
-    env: Mapping[str, Any],
-) -> Any:
-    """One call: the step's output, or how it failed (cancellation and "not called" are raised)."""
+def _arguments(run: Run, call: StepCall, q: str, env: Mapping[str, Any]) -> dict[str, Any]:
+    """The call's arguments; raises for an injected fault, a bad expression, or a run stopped meanwhile."""
+    if q in run.fail_at:
+        raise injected_failure(q)
     try:
-        if q in run.fail_at:
-            raise injected_failure(q)
-        try:
-            args = eval_args(action.args, env) if action.args else {}
-        except ExprError as err:
-            raise expr_failure(err, f"step {q!r}: argument") from None
-        if run.stop.reason is not None:
-            raise NotCalled
-        result = await invoke(run, handler, args, sc, q, item, attempt, key, timeout, compensating=False, zone=True)
-        output = jsonable(result)
-        if step.output_schema is not None:
-            check_output(run, sc, step, output)
-        return output
-    except TimedOut as t:
-        return _Failed(timeout_error(t.seconds), True, True)
-    except NotCalled:
-        raise
-    except Exception as exc:
-        retryable = exc.retryable if isinstance(exc, Failure) else None
-        return _Failed(error_info(exc, namespace_of(action.handler)), retryable, False)
+        args = eval_args(call.action.args, env) if call.action.args else {}
+    except ExprError as err:
+        raise expr_failure(err, f"step {q!r}: argument") from None
+    if run.stop.reason is not None:
+        raise NotCalled
+    return args
+
+
+def _output(run: Run, sc: Scope, step: ir.Step, result: Any) -> Any:
+    """The handler's result as the step's output: JSON data, matching its output schema if it has one."""
+    output = jsonable(result)
+    if step.output_schema is not None:
+        check_output(run, sc, step, output)
+    return output
 
 
 async def _wait_to_retry(
@@ -194,19 +176,9 @@ async def invoke(
     """Call a handler within its timeout, through the step middleware; ``zone``: a cancel interrupts it."""
     ctx: Context | None = None
     if handler.wants_context or run.step_middleware:
-        ctx = Context(
-            saga_id=run.run_id,
-            saga=sc.saga.name,
-            step=q,
-            attempt=attempt,
-            idempotency_key=key,
-            item=item,
-            deadline=(time.monotonic() + timeout) if timeout is not None else None,
-            compensating=compensating,
-            result=result,
-            input=sc.input,
-            logger=run.table.loggers[handler.info.name],
-        )
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        logger = run.table.loggers[handler.info.name]
+        ctx = Context(run.run_id, sc.saga.name, q, attempt, key, item, deadline, compensating, result, sc.input, logger)
     if run.step_middleware:
         call = _through_middleware(run, handler, args, compensating, run.step_middleware)
         work: Awaitable[Any] = call(ctx)  # type: ignore[arg-type]

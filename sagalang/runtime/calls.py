@@ -18,11 +18,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import ir
+from .. import semantics as sem
 from ..context import Context
 from ..plugins import Handler, Registry
 from ..spec import Spec
 
-__all__ = ["HandlerTable", "call_handler"]
+__all__ = ["HandlerTable", "StepCall", "call_handler"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """How one step's action is called: its handler, its effective retry policy and timeout."""
+
+    action: ir.Invocation
+    handler: Handler
+    retry: ir.RetryPolicy | None
+    timeout: float | None  # seconds
+    namespace: str  # the handler's namespace: error names are qualified with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +48,8 @@ class HandlerTable:
     pivot_like: Mapping[tuple[str, str], bool]
     # The logger each handler's context carries: ``sagalang.handlers.NAMESPACE``.
     loggers: Mapping[str, logging.Logger]
+    # saga -> step -> how its action is called (steps with a ``do`` or ``use``).
+    calls: Mapping[str, Mapping[str, StepCall]]
 
     @classmethod
     def of(cls, spec: Spec, registry: Registry) -> HandlerTable:
@@ -60,35 +74,37 @@ class HandlerTable:
             if h.step is not None
         }
         loggers = {name: logging.getLogger(f"sagalang.handlers.{name.partition('.')[0]}") for name in handlers}
-        table = cls(handlers, step_async, {}, loggers)
+        calls = {saga.name: _step_calls(saga, handlers) for saga in spec.sagas.values()}
+        table = cls(handlers, step_async, {}, loggers, calls)
         pivot_like = table.pivot_like
         assert isinstance(pivot_like, dict)
         for saga in spec.sagas.values():
             for step in saga.steps():
-                pivot_like[(saga.name, step.name)] = table.ends_backward_recovery(step)
+                # No callees: a run judges a sub-saga's steps one by one (they are journaled as call/step).
+                pivot_like[(saga.name, step.name)] = sem.is_pivot_like(step, table.step_object)
         return table
 
-    def can_compensate(self, inv: ir.Invocation) -> bool:
-        """Whether the step object behind ``inv`` says it can undo its work."""
-        obj = self.handlers[inv.handler].step
-        can = getattr(obj, "can_compensate", None)
-        return bool(can()) if callable(can) else obj is not None
+    def step_object(self, handler: str) -> object:
+        """The step object registered as ``handler`` (None for a function handler)."""
+        return self.handlers[handler].step
 
     def has_undo(self, step: ir.Step) -> bool:
-        """Whether ``step`` can be compensated: an ``undo``, or a step object that can compensate."""
-        if step.undo is not None:
-            return True
-        if step.use is not None:
-            return self.can_compensate(step.use)
-        return False
+        """Whether compensating ``step`` may undo something (its ``call`` is judged by its own steps)."""
+        return sem.has_undo(step, self.step_object)
 
-    def ends_backward_recovery(self, step: ir.Step) -> bool:
-        """Whether completing ``step`` ends backward recovery (a pivot, or an effect nothing can undo)."""
-        if step.kind == "pivot":
-            return True
-        if step.kind == "readonly" or step.call is not None:
-            return False
-        return not self.has_undo(step)
+
+def _step_calls(saga: ir.Saga, handlers: Mapping[str, Handler]) -> dict[str, StepCall]:
+    out: dict[str, StepCall] = {}
+    for step in saga.steps():
+        action = step.do or step.use
+        if action is None:
+            continue
+        timeout = sem.effective_timeout(saga, step)
+        seconds = timeout.ms / 1000 if timeout is not None else None
+        handler = handlers[action.handler]
+        retry = sem.effective_retry(saga, step)
+        out[step.name] = StepCall(action, handler, retry, seconds, action.handler.partition(".")[0])
+    return out
 
 
 def call_handler(

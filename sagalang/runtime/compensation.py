@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import ir
+from .. import semantics as sem
 from ..context import Failure
 from ..expr import ExprError, evaluate
 from ..state import StepState
@@ -59,8 +60,7 @@ async def compensate(run: Run, sc: Scope) -> bool:
     names = [n for n in sc.graph.order if needs_undo(run, sc, n)]
     if not names:
         return True
-    comp = sc.saga.compensation
-    if comp is None or comp.order != "parallel":
+    if sem.compensation_order(sc.saga) == "reverse":
         for name in undo_order(sc.graph, names, run.state.steps, sc.prefix):
             if not await undo(run, sc, name):
                 return False
@@ -141,9 +141,9 @@ async def undo_once(
     inv = step.undo or step.use
     assert inv is not None
     handler = run.table.handlers[inv.handler]
-    comp = sc.saga.compensation
-    policy = comp.retry if comp is not None else None
-    timeout = comp.timeout.ms / 1000 if comp is not None and comp.timeout is not None else None
+    policy = sem.compensation_retry(sc.saga)
+    limit = sem.compensation_timeout(sc.saga)
+    timeout = limit.ms / 1000 if limit is not None else None
     # An uncertain step's output is unknown: its undo sees None and must find
     # what to undo by the idempotency key.
     result = None if st.uncertain else st.output

@@ -21,6 +21,7 @@ from ..events import Event, Listener
 from ..journal.base import Store
 from ..redact import redact
 from ..state import RunState, apply
+from ..status import RUN_STATUS_AFTER
 
 __all__ = ["STATUS_AFTER", "RunJournal"]
 
@@ -28,17 +29,8 @@ log = logging.getLogger("sagalang.interpreter")
 
 EMPTY: Mapping[str, Any] = {}
 
-# The status a store caches for a run after an event of this kind.
-STATUS_AFTER = {
-    "saga.started": "running",
-    "saga.retrying": "running",
-    "saga.compensating": "compensating",
-    "saga.completed": "completed",
-    "saga.compensated": "compensated",
-    "saga.aborted": "aborted",
-    "saga.stuck": "stuck",
-    "saga.cancelled": "cancelled",
-}
+# The status a store caches for a run after an event of this kind (as the plain strings stores keep).
+STATUS_AFTER = {kind: status.value for kind, status in RUN_STATUS_AFTER.items()}
 
 
 class RunJournal:

@@ -80,6 +80,7 @@ class Run:
         "run_id",
         "scopes",
         "spec",
+        "state",
         "step_middleware",
         "stop",
         "store",
@@ -118,6 +119,7 @@ class Run:
         secret_fields = spec.secrets()
         secrets = secret_values(input, secret_fields) if secret_fields else frozenset()
         state = state if state is not None else RunState(run_id, saga=spec.entry)
+        self.state = state  # the fold of the journal so far (the journal folds into it)
         self.journal = RunJournal(store, state, self.clock.time, listeners, secrets)
         self.journal.fence(epoch)
         on_failure = spec.saga.on_failure
@@ -126,11 +128,6 @@ class Run:
         # Look in the store for cancels from other processes, unless none can reach it or they are delivered.
         self.poll_cancels = store.shared if poll_cancels is None else poll_cancels
         self.scopes: dict[str, Any] = {}  # sub-saga scopes by the qualified name of their call step
-
-    @property
-    def state(self) -> RunState:
-        """The run's state: the fold of its journal so far."""
-        return self.journal.state
 
     @property
     def key_base(self) -> str:

@@ -26,7 +26,8 @@ async def drain(run: Run, inflight: dict[asyncio.Task[bool], K]) -> list[tuple[K
         run.stop.from_outside()
         return []
     out: list[tuple[K, bool]] = []
-    for task in done:
+    # In the order the tasks were started, so that of several that failed at once the first started wins.
+    for task in [t for t in inflight if t in done]:
         key = inflight.pop(task)
         exc = None if task.cancelled() else task.exception()
         if exc is not None:

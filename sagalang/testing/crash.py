@@ -4,7 +4,9 @@
 every store it opens wrapped in :class:`KillAfterAppends`, so the process dies
 exactly where a crash would leave the journal: after the K-th append reached
 the store, before anything that follows it happened. A later ``sagalang
-resume`` then shows what a real restart recovers.
+resume`` then shows what a real restart recovers. With K = 0 nothing is
+killed, and the number of appends is printed on stderr at the end
+(``sagalang.testing.crash: N appends``): the crash points a run has.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ __all__ = ["KillAfterAppends", "main"]
 class KillAfterAppends:
     """``store``, killing this process (SIGKILL) right after the ``after``-th append returns."""
 
-    def __init__(self, store: Store, after: int) -> None:
+    def __init__(self, store: Store, after: int, counter: list[int] | None = None) -> None:
         self._store = store
         self.after = after
         self.appends = 0
+        self._counter = counter  # shared by every store the command opens
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -38,6 +41,8 @@ class KillAfterAppends:
         """Append through the real store, then die if this was the fatal append."""
         out = await self._store.append(run_id, events, status, epoch)
         self.appends += 1
+        if self._counter is not None:
+            self._counter[0] += 1
         if self.appends == self.after:
             os.kill(os.getpid(), signal.SIGKILL)
         return out
@@ -53,12 +58,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ..cli import main as cli_main
 
     opener = journal.open_store
+    appends = [0]
 
     def open_crashing(url: str | None = None) -> Store:
-        return KillAfterAppends(opener(url), after)
+        return KillAfterAppends(opener(url), after, appends)
 
     journal.open_store = open_crashing
-    cli_main(rest)
+    try:
+        cli_main(rest)
+    finally:
+        if after == 0:
+            print(f"sagalang.testing.crash: {appends[0]} appends", file=sys.stderr)
 
 
 if __name__ == "__main__":
