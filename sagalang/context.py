@@ -10,7 +10,7 @@ from typing import Any
 __all__ = ["Context", "Failure"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Context:
     """Passed to a handler whose signature has a ``ctx`` parameter.
 
@@ -19,6 +19,8 @@ class Context:
     with its effect can tell a repeated call from a new one. For an undo,
     ``compensating`` is True and ``result`` holds the step's output (None when
     the step's outcome is uncertain: it timed out, was cancelled or crashed).
+    A context describes one call: treat it as read-only (a new one is made for
+    every attempt).
     """
 
     saga_id: str

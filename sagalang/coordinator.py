@@ -14,9 +14,9 @@ from concurrent.futures import Executor
 from typing import Any
 
 from .events import Listener
-from .interpreter import Clock, Middleware, RunResult, StepMiddleware, live_run, prepare_resume, start
 from .journal.base import Store
 from .plugins import Registry
+from .runtime import Clock, Middleware, Run, RunResult, StepMiddleware, drive, live_run, prepare_resume, start
 from .spec import Spec
 
 __all__ = ["Coordinator"]
@@ -55,7 +55,7 @@ class Coordinator:
         self._limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._tasks: dict[str, asyncio.Task[RunResult]] = {}  # runs still going
         self._done: dict[str, RunResult | asyncio.Future[RunResult]] = {}  # ended: result (or failed task)
-        self._drivers: dict[str, Any] = {}
+        self._drivers: dict[str, Run] = {}
         self._ended_cb = self._ended
 
     async def start(
@@ -102,17 +102,15 @@ class Coordinator:
             del self._tasks[run_id]
             self._done[run_id] = t.result() if not t.cancelled() and t.exception() is None else t
 
-    def _drive(self, driver: Any, fresh: bool) -> Coroutine[Any, Any, RunResult]:
+    def _drive(self, driver: Run, fresh: bool) -> Coroutine[Any, Any, RunResult]:
         if self._limit is None:
-            coro: Coroutine[Any, Any, RunResult] = driver.drive(fresh)
-            return coro
+            return drive(driver, fresh)
         return self._drive_limited(driver, fresh)
 
-    async def _drive_limited(self, driver: Any, fresh: bool) -> RunResult:
+    async def _drive_limited(self, driver: Run, fresh: bool) -> RunResult:
         assert self._limit is not None
         async with self._limit:
-            result: RunResult = await driver.drive(fresh)
-            return result
+            return await drive(driver, fresh)
 
     def active(self) -> list[str]:
         """Ids of the runs still going."""

@@ -38,12 +38,15 @@ EXTRA_EVENTS = (
 EVENT_KINDS = CONTRACT_EVENTS + EXTRA_EVENTS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One journal record. ``data`` is JSON-serialisable and never holds secrets in clear.
 
-    ``seq`` is the event's position in its run's journal (assigned by the store),
-    ``item`` the fan-out item index, ``epoch`` the fencing token of the writer.
+    ``seq`` is the event's position in its run's journal, ``item`` the fan-out
+    item index, ``epoch`` the fencing token of the writer. A journal record
+    never changes once written: treat events as read-only. (They are not
+    frozen dataclasses because a run makes two per step, and a frozen
+    dataclass is several times slower to build.)
     """
 
     kind: str

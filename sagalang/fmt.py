@@ -52,7 +52,6 @@ from __future__ import annotations
 import codecs
 import difflib
 import functools
-import gc
 import os
 import re
 import stat
@@ -131,17 +130,11 @@ def format_source(text: str, file: str = "<string>") -> str:
     """The canonical layout of a spec's text, comments kept; raises SagaSyntaxError on bad input."""
     module, tokens = _parse_recording(text, file)
     _refuse_duplicates(module, file)
-    # As while parsing: nothing here makes cycles, so the cyclic GC would only rescan the IR.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     try:
         notes = _Layout(text, tokens).attach(module)
         return _Printer(notes).module(module)
     except RecursionError:
         raise SagaSyntaxError("nesting too deep to format", Span(1, 1, 1, 2), code="E014", file=file) from None
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def format_module(module: ir.Module) -> str:
@@ -290,17 +283,12 @@ def _fmt_lark() -> Lark:
 def _parse_recording(text: str, file: str) -> tuple[ir.Module, list[Token]]:
     src = _Source(text)
     src.tokens = []
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # as in parser.parse: the IR is acyclic, allocated in one burst
     try:
         module = cast(ir.Module, _fmt_lark().parse(src))
     except (SagaSyntaxError, UnexpectedInput, RecursionError):
         # The parser proper turns every failure into the one canonical SagaSyntaxError.
         parse(text, file)
         raise
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return ir.Module(module.imports, module.sagas, file), src.tokens
 
 

@@ -73,6 +73,20 @@ class SagaGraph:
         """The steps guaranteed to have finished before ``name`` starts, as a bit mask."""
         return self._masks[name]
 
+    @cached_property
+    def dependents(self) -> dict[str, tuple[str, ...]]:
+        """Each step's direct dependents, in source order."""
+        found: dict[str, list[str]] = {n: [] for n in self.order}
+        for name in self.order:
+            for dep in self.deps[name]:
+                found[dep].append(name)
+        return {n: tuple(ds) for n, ds in found.items()}
+
+    @cached_property
+    def roots(self) -> tuple[str, ...]:
+        """Steps that depend on nothing, in source order."""
+        return tuple(n for n in self.order if not self.deps[n])
+
     def is_ancestor(self, a: str, b: str) -> bool:
         """True when ``a`` is guaranteed to have finished before ``b`` starts."""
         return bool(self._masks[b] >> self._index[a] & 1)

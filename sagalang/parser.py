@@ -9,7 +9,6 @@ Lark exception becomes a :class:`SagaSyntaxError` with a code and position.
 from __future__ import annotations
 
 import functools
-import gc
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,10 +352,6 @@ def _translate(err: UnexpectedInput, file: str) -> SagaSyntaxError:
 
 def parse(text: str, file: str = "<string>") -> ir.Module:
     """Parse one spec's text into a Module; raises SagaSyntaxError with a position."""
-    # The IR is acyclic and allocated in one burst: pausing the cyclic GC keeps
-    # parsing linear in the size of the file instead of rescanning the young IR.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     try:
         module: ir.Module = _lark().parse(text, start="start")  # type: ignore[assignment]
     except SagaSyntaxError as err:
@@ -366,9 +361,6 @@ def parse(text: str, file: str = "<string>") -> ir.Module:
         raise _translate(err, file) from None
     except RecursionError:
         raise SagaSyntaxError("nesting too deep to parse", Span(1, 1, 1, 2), code="E014", file=file) from None
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     sagas = module.sagas
     return ir.Module(module.imports, sagas, file)
 

@@ -110,6 +110,8 @@ class Spec:
     input_schemas: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     _output_validators: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _secrets: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+    # The runtime's resolved handlers, per registry (see sagalang.runtime.calls.HandlerTable).
+    handler_tables: dict[int, tuple[Any, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def saga(self) -> ir.Saga:

@@ -19,7 +19,7 @@ from typing import Any
 from .events import Event
 from .status import DONE_STEP_STATUSES, RUN_STATUS_AFTER, TERMINAL_EVENTS, TERMINAL_RUN_STATUSES, RunStatus, StepStatus
 
-__all__ = ["DONE_STATES", "STEP_STATES", "RunState", "StepState", "apply", "fold", "mark_started", "mark_succeeded"]
+__all__ = ["DONE_STATES", "STEP_STATES", "RunState", "StepState", "apply", "fold"]
 
 # The step statuses, and those that satisfy a step's dependents (sagalang.status holds the vocabulary).
 STEP_STATES: tuple[StepStatus, ...] = tuple(StepStatus)
@@ -57,6 +57,9 @@ class StepState:
     compensation_attempts: int = 0
     started_at: float | None = None
     ended_at: float | None = None
+    # The journal position at which the step finished (succeeded, or failed for good):
+    # compensation undoes steps in the reverse of this order.
+    finished_seq: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON object for ``show --json`` and friends."""
@@ -166,29 +169,23 @@ def _saga_started(state: RunState, ev: Event) -> None:
         state.started_at = ev.time
 
 
-def mark_started(st: StepState, attempt: int | None, at: float) -> None:
-    """The fold of ``step.started`` on its step (the interpreter's quick path calls it directly)."""
-    st.status = _RUNNING
-    if attempt is not None:
-        st.attempts = attempt
-    if st.started_at is None:
-        st.started_at = at
-
-
-def mark_succeeded(st: StepState, output: Any, at: float) -> None:
-    """The fold of ``step.succeeded`` on its step (the interpreter's quick path calls it directly)."""
-    st.status = _SUCCEEDED
-    st.output = output
-    st.error = None
-    st.ended_at = at
-
-
 def _step_started(state: RunState, ev: Event) -> None:
-    mark_started(_target(state, ev), ev.attempt, ev.time)
+    st = _target(state, ev)
+    st.status = _RUNNING
+    if ev.attempt is not None:
+        st.attempts = ev.attempt
+    if st.started_at is None:
+        st.started_at = ev.time
 
 
 def _step_succeeded(state: RunState, ev: Event) -> None:
-    mark_succeeded(_target(state, ev), ev.data.get("output"), ev.time)
+    st = _target(state, ev)
+    st.status = _SUCCEEDED
+    st.output = ev.data.get("output")
+    st.error = None
+    st.ended_at = ev.time
+    if ev.item is None:
+        st.finished_seq = ev.seq
 
 
 def _step_failed(state: RunState, ev: Event) -> None:
@@ -200,6 +197,8 @@ def _step_failed(state: RunState, ev: Event) -> None:
     if d.get("final", True):
         st.status = _FAILED
         st.ended_at = ev.time
+        if ev.item is None:
+            st.finished_seq = ev.seq
 
 
 def _step_retrying(state: RunState, ev: Event) -> None:

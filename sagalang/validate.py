@@ -1350,26 +1350,17 @@ def unused_imports(sf: SourceFile, project: Project, shared: dict[str, Any]) -> 
 
 def validate_project(project: Project, registry: Registry | None = None) -> list[Diagnostic]:
     """Every finding for every saga of every file in ``project``, sorted."""
-    import gc
 
     diags: list[Diagnostic] = list(project.diagnostics)
     shared: dict[str, Any] = {}
-    # Rules allocate many small acyclic records over a large IR: pausing the cyclic GC keeps
-    # validation linear instead of rescanning the IR on every collection (as parse() does).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for sf in project.modules():
-            for file_check in FILE_RULES:
-                diags.extend(file_check(sf, project, shared))
-            assert sf.module is not None
-            for saga in sf.module.sagas:
-                ctx = SagaContext(saga, sf, project, registry, shared)
-                for check_rule in RULES:
-                    diags.extend(check_rule(ctx))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    for sf in project.modules():
+        for file_check in FILE_RULES:
+            diags.extend(file_check(sf, project, shared))
+        assert sf.module is not None
+        for saga in sf.module.sagas:
+            ctx = SagaContext(saga, sf, project, registry, shared)
+            for check_rule in RULES:
+                diags.extend(check_rule(ctx))
     return sort_diagnostics(diags)
 
 

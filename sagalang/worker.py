@@ -39,9 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import SagaError, StoreError
 from .events import Event
-from .journal.base import RunRecord, StaleEpochError, Store
+from .journal.base import RunRecord, StaleEpochError, Store, WorkerStore
 from .journal.leases import make_owner
-from .journal.postgres import CHANNEL, PostgresStore
 
 if TYPE_CHECKING:
     from .spec import Spec
@@ -122,15 +121,15 @@ async def submit(store: Store, spec: Spec, input: Mapping[str, Any] | None, run_
 
 # The function that drives one claimed run to its end (or until cancelled):
 # (store, record, epoch, owner, cancel_event) -> final status.
-Driver = Callable[[PostgresStore, RunRecord, int, str, asyncio.Event], Any]
+Driver = Callable[[WorkerStore, RunRecord, int, str, asyncio.Event], Any]
 
 
 class Worker:
-    """Claims and drives runs of one PostgreSQL store until :meth:`stop` is called."""
+    """Claims and drives runs of one shared store until :meth:`stop` is called."""
 
     def __init__(
         self,
-        store: PostgresStore,
+        store: WorkerStore,
         registry: Any = None,
         options: WorkerOptions | None = None,
         *,
@@ -355,26 +354,23 @@ class Worker:
     async def _listen(self) -> None:
         delay = 0.2
         while True:
-            conn: Any = None
             try:
-                conn = await self.store.connect("listen")
-                await conn.execute(f"LISTEN {CHANNEL}")
-                delay = 0.2
-                # Anything announced while we were not listening: look now.
-                self._wake.set()
-                await self._recheck_cancels()
-                async for note in conn.notifies():
-                    self._notified(note.payload)
+                async for note in self.store.announcements():
+                    if note:
+                        self._notified(note)
+                        continue
+                    delay = 0.2
+                    # Anything announced while we were not listening: look now.
+                    self._wake.set()
+                    await self._recheck_cancels()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # connection lost, server restarting
-                log.warning("worker %s: LISTEN connection lost (%s); reconnecting in %.1fs", self.worker_id, err, delay)
+                log.warning(
+                    "worker %s: lost the announcements (%s); listening again in %.1fs", self.worker_id, err, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
 
     async def _recheck_cancels(self) -> None:
         for rid, act in list(self._active.items()):
@@ -422,18 +418,18 @@ class Worker:
     # ---- driving one run -------------------------------------------------------
 
     async def _drive_with_interpreter(
-        self, store: PostgresStore, rec: RunRecord, epoch: int, owner: str, cancel: asyncio.Event
+        self, store: WorkerStore, rec: RunRecord, epoch: int, owner: str, cancel: asyncio.Event
     ) -> str:
         """Continue ``rec`` with the interpreter, writing with ``epoch``; returns its final status.
 
         A queued run has an empty journal: resuming it starts it (``saga.started``).
         """
-        from . import interpreter
+        from . import runtime
 
         fenced = _FencedStore(store, rec.run_id)
         self._fences[rec.run_id] = fenced
         try:
-            r = await interpreter.prepare_resume(
+            r = await runtime.prepare_resume(
                 rec.run_id,
                 store=fenced,
                 registry=self.registry,
@@ -441,12 +437,14 @@ class Worker:
                 epoch=epoch,
                 listeners=self.listeners,
                 executor=self.executor,
+                # The worker forwards cancel requests (NOTIFY, heartbeat): the run need not poll for them.
+                poll_cancels=False,
             )
-            if isinstance(r, interpreter.RunResult):
+            if isinstance(r, runtime.RunResult):
                 return r.status
             bridge = asyncio.create_task(_forward_cancel(cancel, r))
             try:
-                result = await r.drive(fresh=False)
+                result = await runtime.drive(r, fresh=False)
             finally:
                 bridge.cancel()
             return result.status
@@ -481,10 +479,9 @@ class _FencedStore:
     is unreachable, and its interpreter never reaches another handler call.
     """
 
-    # The worker forwards cancel requests (NOTIFY, heartbeat): the interpreter need not poll for them.
-    pushes_cancel = True
+    shared = True
 
-    def __init__(self, store: PostgresStore, run_id: str) -> None:
+    def __init__(self, store: WorkerStore, run_id: str) -> None:
         self._store = store
         self.run_id = run_id
         self.url = store.url

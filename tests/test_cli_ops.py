@@ -321,11 +321,12 @@ class Ops:
         env.update(OPS_TEST_LOG=str(self.log), NO_COLOR="1", **extra)
         return env
 
-    def start(self, run_id: str, **extra: str) -> subprocess.Popen[str]:
-        """``sagalang run`` in the background."""
+    def start(self, run_id: str, crash_after: int | None = None, **extra: str) -> subprocess.Popen[str]:
+        """``sagalang run`` in the background (killed after its ``crash_after``-th journal append)."""
         args = ["run", str(self.spec), "--plugin", str(self.plugin), "--store", self.store, "--id", run_id]
+        crash = [] if crash_after is None else [sys.executable, "-m", "sagalang.testing.crash", str(crash_after)]
         return subprocess.Popen(
-            [*SAGALANG, *args],
+            [*(crash or SAGALANG), *args],
             cwd=self.folder,
             env=self.env(**extra),
             stdout=subprocess.PIPE,
@@ -350,8 +351,8 @@ class Ops:
             time.sleep(0.05)
 
     def crashed(self, run_id: str, after: int) -> None:
-        """A run killed (SIGKILL, by the crash hook) after its ``after``-th append."""
-        proc = self.start(run_id, SAGALANG_CRASH_AFTER_APPEND=str(after))
+        """A run killed (SIGKILL, by ``sagalang.testing.crash``) after its ``after``-th append."""
+        proc = self.start(run_id, crash_after=after)
         proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL
 
@@ -407,14 +408,16 @@ def test_cancel_with_no_wait(runner: CliRunner, ops: Ops) -> None:
 
 
 def test_cancel_a_run_nobody_drives(runner: CliRunner, ops: Ops) -> None:
-    ops.crashed("c3", after=3)  # saga.started, first started, first succeeded: then killed
+    # Appends: [saga.started, first started], then [first succeeded, hold started]: killed before hold ran.
+    ops.crashed("c3", after=2)
     assert ops.calls() == ["do first c3/first"]
     result = ops.cli(runner, "cancel", "c3")
     assert result.exit_code == 1, result.output
-    assert "run c3: cancelled" in result.output and "compensated: first" in result.output
-    assert ops.calls() == ["do first c3/first", "undo first"]
+    # hold's outcome is unknown (started, never answered): it is compensated too.
+    assert "run c3: cancelled" in result.output and "compensated: hold -> first" in result.output
+    assert ops.calls() == ["do first c3/first", "undo hold", "undo first"]
     kinds = _kinds(runner, ops, "c3")
-    assert kinds[3] == "saga.resumed" and kinds[-1] == "saga.cancelled"
+    assert kinds[4] == "saga.resumed" and kinds[-1] == "saga.cancelled"
     again = ops.cli(runner, "cancel", "c3")
     assert again.exit_code == 6 and "already finished (cancelled)" in again.output
 
@@ -423,8 +426,8 @@ def test_resume_one_and_all(runner: CliRunner, ops: Ops, tmp_path: Path) -> None
     fast = tmp_path / "fast.saga"
     fast.write_text(SLOW_SAGA.replace("seconds: 60", "seconds: 0"))
     ops.spec = fast
-    ops.crashed("a", after=2)  # first started: in flight at the crash
-    ops.crashed("b", after=5)  # hold started
+    ops.crashed("a", after=1)  # [saga.started, first started]: first in flight at the crash
+    ops.crashed("b", after=2)  # [first succeeded, hold started]: hold in flight
     result = ops.cli(runner, "resume", "a", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] == "completed"

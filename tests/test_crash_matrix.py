@@ -2,8 +2,8 @@
 
 For an example saga, a reference run without a crash gives the number of
 appends N, the final status and the effects. Then, for every k in 1..N, the
-saga runs in a subprocess with ``SAGALANG_CRASH_AFTER_APPEND=k`` (it kills
-itself right after the k-th append), must die by SIGKILL, and ``sagalang
+saga runs in a subprocess under ``python -m sagalang.testing.crash k`` (it is
+killed right after the k-th append), must die by SIGKILL, and ``sagalang
 resume ID`` in a new process finishes it. For every k:
 
 * the run ends in the reference's terminal state, with resume's exit code;
@@ -26,6 +26,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -101,21 +102,23 @@ class Harness:
         self.store = f"sqlite:///{folder}/journal.db"
         self.effects_db = folder / "effects.db"
 
-    def env(self, crash_after: int | None = None) -> dict[str, str]:
-        """The subprocess environment: own effects DB, optional crash hook, no colour."""
+    def env(self) -> dict[str, str]:
+        """The subprocess environment: own effects DB, no colour."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAGALANG_")}
         env["SAGALANG_EXAMPLES_DB"] = str(self.effects_db)
         env["NO_COLOR"] = "1"
-        if crash_after is not None:
-            env["SAGALANG_CRASH_AFTER_APPEND"] = str(crash_after)
         return env
 
     def cli(self, *args: str, crash_after: int | None = None) -> subprocess.CompletedProcess[str]:
-        """``sagalang ARGS`` in a new process (cwd: the repository, whose pyproject names the handlers)."""
+        """``sagalang ARGS`` in a new process (cwd: the repository, whose pyproject names the handlers).
+
+        With ``crash_after``, the process is killed right after its k-th journal append.
+        """
+        crash = ["sagalang.testing.crash", str(crash_after)] if crash_after is not None else ["sagalang"]
         return subprocess.run(
-            [sys.executable, "-m", "sagalang", *args],
+            [sys.executable, "-m", *crash, *args],
             cwd=ROOT,
-            env=self.env(crash_after),
+            env=self.env(),
             capture_output=True,
             text=True,
             timeout=120,
@@ -186,15 +189,17 @@ def check_effects(h: Harness, run_id: str, status: str) -> None:
 
 
 def reference(folder: Path, example: str, fail_at: str | None) -> tuple[Outcome, int]:
-    """A run without a crash: its outcome and how many events it appended."""
+    """A run without a crash: its outcome and how many journal appends it made (its crash points)."""
     h = Harness(folder / "reference", example)
     h.folder.mkdir()
-    proc = h.run("ref", fail_at)
+    proc = h.run("ref", fail_at, crash_after=0)
     out = h.outcome("ref")
     assert proc.returncode == EXIT[out.status], proc.stderr
     check_journal(out.events)
     check_effects(h, "ref", out.status)
-    return out, len(out.events)
+    counted = re.search(r"sagalang\.testing\.crash: (\d+) appends", proc.stderr)
+    assert counted is not None, proc.stderr
+    return out, int(counted.group(1))
 
 
 def crash_and_resume(folder: Path, example: str, fail_at: str | None, k: int, ref: Outcome) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sagalang.context import Context
-from sagalang.events import Event
+from sagalang.events import TERMINAL_EVENTS, Event
 from sagalang.interpreter import resume, run
 from sagalang.journal.memory import MemoryStore
 from sagalang.plugins import Registry
@@ -160,8 +160,19 @@ def test_sigkill_mid_run_then_resume_from_sqlite(tmp_path: Path, k: int) -> None
     spec.write_text(textwrap.dedent(SPEC))
     (tmp_path / "fx.py").write_text(HANDLERS)
     db = tmp_path / "j.db"
-    env = {**os.environ, "SAGALANG_CRASH_AFTER_APPEND": str(k), "FX_LOG": str(tmp_path / "log.jsonl")}
-    cmd = [sys.executable, "-m", "sagalang", "run", str(spec), "--saga", "order", "--plugin", str(tmp_path / "fx.py")]
+    env = {**os.environ, "FX_LOG": str(tmp_path / "log.jsonl")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "sagalang.testing.crash",
+        str(k),
+        "run",
+        str(spec),
+        "--saga",
+        "order",
+        "--plugin",
+        str(tmp_path / "fx.py"),
+    ]
     cmd += ["--store", f"sqlite:///{db}", "--id", "r1", "--set", 'items=["a","b"]', "--no-progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == -9, proc.stderr
@@ -174,7 +185,10 @@ def test_sigkill_mid_run_then_resume_from_sqlite(tmp_path: Path, k: int) -> None
         await store.open()
         try:
             events = await store.events("r1")
-            assert len(events) == k
+            # Killed mid-run after k appends: a contiguous journal, at least k events, no end yet.
+            assert len(events) >= k
+            assert [e.seq for e in events] == list(range(1, len(events) + 1))
+            assert not any(e.kind in TERMINAL_EVENTS for e in events)
             reg = Registry()
             reg.load_plugin(str(tmp_path / "fx.py"))
             result = await resume("r1", store=store, registry=reg)

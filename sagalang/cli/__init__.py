@@ -12,7 +12,9 @@ from typing import Any
 
 import click
 
-__all__ = ["COMMANDS", "main"]
+from .common import paused_gc
+
+__all__ = ["COMMANDS", "SPEC_ONLY", "main"]
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
@@ -36,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "migrate": "sagalang.cli.cmd_worker:migrate",
     "lsp": "sagalang.cli.cmd_lsp:lsp",
 }
+# Commands that read specs, answer and end: no cycles to collect (see common.paused_gc).
+SPEC_ONLY = frozenset({"validate", "fmt", "plan", "export", "render"})
 
 
 class _LazyGroup(click.Group):
@@ -71,3 +75,6 @@ def main(**_: Any) -> None:
       sagalang run order.saga --input in.json  run a saga
       sagalang render order.saga -o order.svg  draw it
     """
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand in SPEC_ONLY:
+        ctx.with_resource(paused_gc())

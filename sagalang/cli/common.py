@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -19,6 +22,7 @@ __all__ = [
     "EXIT_OK",
     "exit_code_for",
     "make_registry",
+    "paused_gc",
     "plugin_option",
     "use_color",
     "user_errors",
@@ -90,3 +94,33 @@ def user_errors(exit_code: int = EXIT_FAILED) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return deco
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while a spec-only command runs (re-entrant, thread-safe).
+
+    Parsing and validating a large spec allocates an acyclic IR in one burst;
+    each collection would rescan all of it, which makes those commands grow
+    faster than the file. They end right after, so nothing waits to be
+    collected. This is the application's choice, made here for the CLI only:
+    the library never touches the collector.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()

@@ -8,7 +8,7 @@ Leases with a fencing epoch make sure only one process drives a run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,7 +16,16 @@ from ..errors import StoreError
 from ..events import Event
 from ..status import TERMINAL_RUN_STATUSES, RunStatus
 
-__all__ = ["RUN_STATES", "TERMINAL_STATES", "LeaseHeldError", "RunExistsError", "RunRecord", "StaleEpochError", "Store"]
+__all__ = [
+    "RUN_STATES",
+    "TERMINAL_STATES",
+    "LeaseHeldError",
+    "RunExistsError",
+    "RunRecord",
+    "StaleEpochError",
+    "Store",
+    "WorkerStore",
+]
 
 # The statuses a store caches for a run (sagalang.status holds the vocabulary).
 RUN_STATES: tuple[RunStatus, ...] = tuple(RunStatus)
@@ -66,6 +75,9 @@ class Store(Protocol):
     """Journal storage. All methods are coroutines; ``append`` is durable on return."""
 
     url: str
+    # Whether other processes can reach this store's runs (SQLite, PostgreSQL). A store only
+    # this process sees (memory:) needs no lease, and nobody else can ask to cancel its runs.
+    shared: bool
 
     async def open(self) -> None:
         """Connect, create or migrate the schema."""
@@ -108,3 +120,30 @@ class Store(Protocol):
 
     async def release(self, run_id: str, owner: str, epoch: int) -> None:
         """Give the lease up."""
+
+
+@runtime_checkable
+class WorkerStore(Store, Protocol):
+    """A store ``sagalang worker`` processes share: they claim runs under leases and hear about new work.
+
+    An announcement is ``queued:RUN`` (a run waits for a driver; ``queued:*`` for
+    several), ``cancel:RUN`` (a cancel was requested) or ``released:RUN`` (a
+    lease was given up).
+    """
+
+    where: str  # the store, as logs name it (no password)
+
+    async def claim(self, owner: str, ttl: float, limit: int, exclude: Iterable[str] = ()) -> list[RunRecord]:
+        """Lease up to ``limit`` runs that need a driver (queued, or their lease expired); their records."""
+
+    async def renew_many(self, owner: str, leases: Mapping[str, int], ttl: float) -> dict[str, bool]:
+        """Extend ``owner``'s leases (run id -> epoch); for each one still held: whether a cancel is requested."""
+
+    async def hand_back(self, run_id: str, owner: str, epoch: int) -> bool:
+        """Give a run back so another worker takes it at once; nothing more from ``epoch`` may be written."""
+
+    def announcements(self) -> AsyncIterator[str]:
+        """Announcements as they are made; first ``""`` once listening (look for anything missed before).
+
+        Ends with :class:`StoreError` when the connection is lost; the caller listens again.
+        """

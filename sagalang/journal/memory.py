@@ -10,11 +10,10 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from ..errors import StoreError
 from ..events import Event
-from ..status import RUN_STATUS_AFTER, status_after
+from ..status import status_after
 from .base import TERMINAL_STATES, RunRecord, StaleEpochError
 from .leases import lease_is_live
 
@@ -25,12 +24,11 @@ class MemoryStore:
     """Runs and journals in dictionaries; ``append`` is "durable" once it returns."""
 
     url = "memory:"
+    shared = False
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
-        # A run's journal: Event objects, or compact rows ``(kind, seq, time, step, item,
-        # attempt, data, epoch)`` that the interpreter's fast path appends (see ``row_log``).
-        self._events: dict[str, list[Any]] = {}
+        self._events: dict[str, list[Event]] = {}
         # The cached status changes often; it lives beside the (frozen) record.
         self._status: dict[str, tuple[str, float]] = {}
 
@@ -85,13 +83,6 @@ class MemoryStore:
         if epoch is not None and epoch != rec.epoch:
             raise StaleEpochError(f"run {run_id!r} is now driven by epoch {rec.epoch}, not {epoch}")
         seq = len(journal)
-        if len(events) == 1 and status is None and events[0].kind not in RUN_STATUS_AFTER:
-            # The interpreter's hot path: one event, numbered and stamped by its writer, status unchanged.
-            ev = events[0]
-            if ev.seq != seq + 1 or ev.run_id != run_id or not ev.time:
-                ev = dataclasses.replace(ev, seq=seq + 1, run_id=run_id, time=ev.time or time.time())
-            journal.append(ev)
-            return [ev]
         out: list[Event] = []
         for ev in events:
             seq += 1
@@ -106,40 +97,10 @@ class MemoryStore:
             self._status[run_id] = (new_status, time.time())
         return out
 
-    def append_now(self, run_id: str, ev: Event, status: str | None = None) -> Event:
-        """Append one event without a coroutine: the interpreter's fast path (same rules as ``append``)."""
-        journal = self._events.get(run_id)
-        if journal is None:
-            raise StoreError(f"unknown run {run_id!r}")
-        seq = len(journal) + 1
-        if ev.seq != seq or ev.run_id != run_id or not ev.time:
-            ev = dataclasses.replace(ev, seq=seq, run_id=run_id, time=ev.time or time.time())
-        journal.append(ev)
-        if status is not None:
-            self._status[run_id] = (status, ev.time)
-        return ev
-
-    def row_log(self, run_id: str) -> list[Any]:
-        """The run's journal list, for the interpreter's fast path to append compact rows to.
-
-        A row is the tuple ``(kind, seq, time, step, attempt, value)`` of a
-        ``step.started`` (``value``: its idempotency key) or a ``step.succeeded``
-        (``value``: its output) of a whole step (no fan-out item) written without
-        an epoch; its ``seq`` must be the list's new length. A row costs a
-        fraction of an :class:`Event` to make and to keep (a tuple of plain
-        values is not even tracked by the garbage collector); :meth:`events`
-        turns rows into events.
-        """
-        journal = self._events.get(run_id)
-        if journal is None:
-            raise StoreError(f"unknown run {run_id!r}")
-        return journal
-
     async def events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         """The run's events with ``seq > after_seq``, in order."""
         journal = self._events.get(run_id, [])
-        part = journal[after_seq:] if after_seq >= 0 else journal
-        return [_from_row(run_id, ev) if type(ev) is tuple else ev for ev in part]
+        return journal[after_seq:] if after_seq >= 0 else list(journal)
 
     async def request_cancel(self, run_id: str) -> bool:
         """Flag the run for cancellation; False if it is unknown or already terminal."""
@@ -179,12 +140,3 @@ class MemoryStore:
         rec = self._record(run_id)
         if rec is not None and rec.epoch == epoch and rec.owner == owner:
             self._runs[run_id] = dataclasses.replace(rec, owner=None, lease_until=None)
-
-
-# What a row's value is, by the row's kind.
-_ROW_FIELD = {"step.started": "idempotency_key", "step.succeeded": "output"}
-
-
-def _from_row(run_id: str, row: tuple[Any, ...]) -> Event:
-    kind, seq, at, step, attempt, value = row
-    return Event(kind, run_id, seq, at, step, None, attempt, {_ROW_FIELD[kind]: value})

@@ -32,7 +32,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..errors import StoreError
@@ -156,6 +156,8 @@ class _Append:
 class PostgresStore:
     """Runs and journals in PostgreSQL, shared by any number of processes and hosts."""
 
+    shared = True
+
     def __init__(
         self,
         url: str,
@@ -198,6 +200,21 @@ class PostgresStore:
             )
         except psycopg.Error as err:
             raise StoreError(f"cannot connect to PostgreSQL at {self.where}: {_first_line(err)}") from None
+
+    async def announcements(self) -> AsyncIterator[str]:
+        """NOTIFY payloads of the runs channel; first ``""`` once listening (see :class:`WorkerStore`)."""
+        conn = await self.connect("listen")
+        try:
+            try:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                yield ""
+                async for note in conn.notifies():
+                    yield note.payload
+            except psycopg.Error as err:
+                raise StoreError(f"lost the LISTEN connection to {self.where}: {_first_line(err)}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def open(self) -> None:
         """Connect, create or migrate the schema (refusing a newer one), start the pool."""

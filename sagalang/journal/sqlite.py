@@ -113,6 +113,8 @@ class _Write:
 class SQLiteStore:
     """The SQLite journal (see the module docstring for durability and group commit)."""
 
+    shared = True
+
     def __init__(self, url: str) -> None:
         """A store for ``url``; nothing is touched until :meth:`open`."""
         path, options = parse_sqlite_url(url)

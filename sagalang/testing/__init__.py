@@ -29,17 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ir
-from . import semantics as sem
-from .context import Context, Failure
-from .events import Event, Listener
-from .expr import references
-from .graph import SagaGraph, build
-from .journal.base import Store
-from .journal.memory import MemoryStore
-from .plugins import Registry
-from .spec import Spec
-from .status import TERMINAL_EVENTS
+from .. import ir
+from .. import semantics as sem
+from ..context import Context, Failure
+from ..events import Event, Listener
+from ..expr import references
+from ..graph import SagaGraph, build
+from ..journal.base import Store
+from ..journal.memory import MemoryStore
+from ..plugins import Registry
+from ..spec import Spec
+from ..status import TERMINAL_EVENTS
 
 __all__ = [
     "EffectLog",
@@ -200,12 +200,12 @@ def _terminal(events: Sequence[Event]) -> str:
 
 def _retries(policy: ir.RetryPolicy | None, error: str) -> bool:
     """Whether ``policy`` retries the first failure named ``error`` (the interpreter's own rule)."""
-    from .interpreter import _should_retry, _timeout_error
+    from ..runtime.outcome import should_retry, timeout_error
 
     if error == "Timeout":
-        return _should_retry(policy, _timeout_error(0), True, 1)
+        return should_retry(policy, timeout_error(0), True, 1)
     names = [error, error.rpartition(".")[2]]
-    return _should_retry(policy, {"type": error, "names": names}, None, 1)
+    return should_retry(policy, {"type": error, "names": names}, None, 1)
 
 
 def failure_points(
@@ -247,8 +247,8 @@ def failure_points(
 
 def _all_sagas(spec: Spec) -> list[ir.Saga]:
     """Every saga of every spec file the run carries (a resume re-validates them all)."""
-    from .errors import SagaSyntaxError
-    from .parser import parse
+    from ..errors import SagaSyntaxError
+    from ..parser import parse
 
     found: dict[str, ir.Saga] = dict(spec.sagas)
     for rel, text in spec.sources.items():
@@ -589,7 +589,7 @@ def _wrap_real(registry: Registry, spec: Spec, log: EffectLog, faults: _Faults) 
         retry = saga.on_failure.retry if saga.on_failure is not None else None
         if retry is not None and retry.analyzer is not None:
             names.add(retry.analyzer)
-    from .plugins import Handler
+    from ..plugins import Handler
 
     for name in sorted(names | undo_names):
         real = registry.resolve(name)
@@ -710,7 +710,7 @@ def _crashed(exc: BaseException) -> bool:
 
 def undo_data_risks(spec: Spec) -> dict[str, list[str]]:
     """Per step: undo arguments that read data missing when the step's outcome is uncertain (W612)."""
-    from .validate import undo_data_risks as risks_of
+    from ..validate import undo_data_risks as risks_of
 
     out: dict[str, list[str]] = {}
     for step in spec.saga.steps():
@@ -904,7 +904,7 @@ async def _one_run(
     point: FailurePoint | None,
     faults: _Faults,
 ) -> list[Event]:
-    from .interpreter import cancel, resume, run
+    from ..interpreter import cancel, resume, run
 
     store = MemoryStore()
     await store.open()
@@ -1033,7 +1033,7 @@ def explore_file(
     unchecked: bool = False,
 ) -> Report:
     """Load a spec (and its ``NAME.input.json`` when present) and explore it."""
-    from .spec import load
+    from ..spec import load
 
     p = Path(path)
     spec = load(p, registry=registry if registry is not None else Registry(), check=not unchecked)
@@ -1144,7 +1144,7 @@ class Scenario:
 
 def scenario(path: str | Path, registry: Registry | None = None, saga: str | None = None) -> Scenario:
     """A :class:`Scenario` for the spec at ``path`` (validated first)."""
-    from .spec import load
+    from ..spec import load
 
     spec = load(path, registry=registry if registry is not None else Registry(), saga=saga)
     return Scenario(spec, registry=registry)

@@ -1,12 +1,12 @@
-"""The interpreter's quick path must be indistinguishable from the normal path.
+"""Listeners are passive: a run with listeners attached is indistinguishable from one without.
 
-A step whose handler is a plain ``async def`` without ``ctx`` (no ``when``,
-fan-out, ``call``, timeout or output schema), run on a memory store with no
-listeners, middleware, injected faults or secrets, takes the quick path: the
-interpreter appends compact rows to the store's journal list and folds them
-inline. A listener turns the quick path off, so every scenario here runs the
-same spec twice, once quiet (quick) and once with a no-op listener (normal),
-and compares the results, the journals and the folded states.
+Every scenario runs the same spec twice, once quiet and once with a listener
+that records what it is told, and compares the results, the journals, the
+folded states and the handler calls; the listener must have seen every event,
+in journal order. The scenarios: plain async handlers (no ``ctx``), retries,
+failures and compensation, expression errors, parallel steps under a
+Coordinator, cancellation inline, in tasks and during a backoff, and resume
+from a journal cut at a crash point.
 """
 
 from __future__ import annotations
@@ -35,15 +35,15 @@ CANCELLED = {"type": "Cancelled", "message": "cancelled while running", "names":
 
 
 def noop(ev: Event) -> None:
-    """A listener that does nothing: its presence alone disables the quick path."""
+    """A listener that does nothing."""
 
 
-def listeners_for(quick: bool) -> tuple[Callable[[Event], None], ...]:
-    return () if quick else (noop,)
+def listeners_for(quiet: bool) -> tuple[Callable[[Event], None], ...]:
+    return () if quiet else (noop,)
 
 
 class Handlers:
-    """Plain async handlers (no ``ctx``: quick-path eligible) that log every call."""
+    """Plain async handlers (no ``ctx``) that log every call."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
@@ -51,8 +51,12 @@ class Handlers:
         self.fail_left: dict[str, int] = {}
         self.fail_kind: dict[str, str] = {}
         self.entered: set[str] = set()
+        self.succeeded: dict[str, asyncio.Event] = {}  # flaky steps that have succeeded, by tag
         self.registry = Registry()
         h = self
+
+        def success_of(tag: str) -> asyncio.Event:
+            return h.succeeded.setdefault(tag, asyncio.Event())
 
         async def add(x: Any, y: Any = 0) -> dict[str, Any]:
             h.calls.append(("add", x, y))
@@ -87,6 +91,13 @@ class Handlers:
                 if kind == "value":
                     raise ValueError(f"{tag}: bad value")
                 raise AssertionError(kind)
+            success_of(tag).set()
+            return {"value": x, "tag": tag}
+
+        async def after(tag: str, x: Any, other: str) -> dict[str, Any]:
+            # Finishes only once the flaky step ``other`` has succeeded: the order the test needs.
+            h.calls.append(("after", tag))
+            await success_of(other).wait()
             return {"value": x, "tag": tag}
 
         async def slow(tag: str, x: Any, delay: float) -> dict[str, Any]:
@@ -115,6 +126,7 @@ class Handlers:
             "q.listing": listing,
             "q.flaky": flaky,
             "q.slow": slow,
+            "q.after": after,
             "q.block": block,
             "q.bad": bad,
             "q.undo": undo,
@@ -126,8 +138,8 @@ class Handlers:
 class Outcome:
     result: RunResult
     events: list[Event]
-    rows: list[Any]  # the raw journal list: Event objects and/or quick-path tuples
     h: Handlers
+    heard: list[Event] | None = None  # what the listener was told (None: no listener)
 
 
 # ---- comparison helpers ---------------------------------------------------------------
@@ -163,10 +175,6 @@ def strip_times(obj: Any, either: frozenset[str] = frozenset()) -> Any:
     return obj
 
 
-def tuples(rows: list[Any]) -> list[tuple[Any, ...]]:
-    return [r for r in rows if type(r) is tuple]
-
-
 def kinds(events: list[Event], step: str | None = None) -> list[str]:
     return [f"{e.kind}:{e.step}" if e.step else e.kind for e in events if step is None or e.step == step]
 
@@ -179,16 +187,12 @@ def assert_consistent(o: Outcome, rid: str = RID) -> None:
     assert fold(o.events).to_json() == o.result.state.to_json()
 
 
-def assert_same(
-    q: Outcome, n: Outcome, *, rid: str = RID, quick_used: bool = True, either: frozenset[str] = frozenset()
-) -> None:
-    """The quick run ``q`` and the normal run ``n`` are indistinguishable."""
+def assert_same(q: Outcome, n: Outcome, *, rid: str = RID, either: frozenset[str] = frozenset()) -> None:
+    """The quiet run ``q`` and the run ``n`` with a listener are indistinguishable."""
     assert_consistent(q, rid)
     assert_consistent(n, rid)
-    # The comparison means something only if the quick run took the quick path and the other did not.
-    if quick_used:
-        assert tuples(q.rows), "the quiet run never took the quick path"
-    assert not tuples(n.rows), "a run with a listener took the quick path"
+    if n.heard is not None:
+        assert [e.seq for e in n.heard if e.run_id == rid] == [e.seq for e in n.events]
     assert (q.result.run_id, q.result.status) == (n.result.run_id, n.result.status)
     assert q.result.output == n.result.output
     assert q.result.error == n.result.error
@@ -202,17 +206,19 @@ async def run_one(
     tmp_path: Path,
     text: str,
     *,
-    quick: bool,
+    quiet: bool,
     data: dict[str, Any] | None = None,
     setup: Callable[[Handlers], None] | None = None,
 ) -> Outcome:
     h = Handlers()
     if setup is not None:
         setup(h)
-    spec = spec_of(tmp_path, text, h.registry, name=f"{'quick' if quick else 'normal'}.saga")
+    spec = spec_of(tmp_path, text, h.registry, name=f"{'quiet' if quiet else 'heard'}.saga")
     store = MemoryStore()
-    result = await run(spec, data or {}, store=store, registry=h.registry, run_id=RID, listeners=listeners_for(quick))
-    return Outcome(result, await store.events(RID), list(store.row_log(RID)), h)
+    heard: list[Event] = []
+    listeners = () if quiet else (heard.append,)
+    result = await run(spec, data or {}, store=store, registry=h.registry, run_id=RID, listeners=listeners)
+    return Outcome(result, await store.events(RID), h, None if quiet else heard)
 
 
 def run_both(
@@ -223,8 +229,8 @@ def run_both(
     setup: Callable[[Handlers], None] | None = None,
 ) -> tuple[Outcome, Outcome]:
     async def main() -> tuple[Outcome, Outcome]:
-        q = await run_one(tmp_path, text, quick=True, data=data, setup=setup)
-        n = await run_one(tmp_path, text, quick=False, data=data, setup=setup)
+        q = await run_one(tmp_path, text, quiet=True, data=data, setup=setup)
+        n = await run_one(tmp_path, text, quiet=False, data=data, setup=setup)
         return q, n
 
     return asyncio.run(main())
@@ -366,24 +372,22 @@ saga cb {
 """
 
 
-# ---- the quick path is (or is not) taken ---------------------------------------------------
+# ---- what the listener sees -------------------------------------------------------------
 
 
-def test_quick_path_used_when_quiet_and_not_with_a_listener(tmp_path: Path) -> None:
+def test_a_listener_hears_every_event_in_journal_order(tmp_path: Path) -> None:
     q, n = run_both(tmp_path, LINEAR)
-    # Quiet: every step.started/step.succeeded of the five steps is a compact row.
-    rows = tuples(q.rows)
-    assert [(r[0], r[3]) for r in rows] == [
-        (kind, s) for s in ("a", "b", "c", "d", "e") for kind in ("step.started", "step.succeeded")
+    assert_same(q, n)
+    assert n.heard is not None
+    assert [(e.kind, e.seq, e.step) for e in n.heard] == [(e.kind, e.seq, e.step) for e in n.events]
+    assert kinds(n.heard) == [
+        "saga.started",
+        *(f"{kind}:{s}" for s in ("a", "b", "c", "d", "e") for kind in ("step.started", "step.succeeded")),
+        "saga.completed",
     ]
-    assert all(len(r) == 6 for r in rows)
-    # The saga-level events are ordinary events.
-    assert [type(r) for r in q.rows].count(Event) == 2
-    # With a listener: only Event objects.
-    assert n.rows and all(type(r) is Event for r in n.rows)
 
 
-def test_generated_run_id_used_in_quick_path_keys(tmp_path: Path) -> None:
+def test_generated_run_id_used_in_idempotency_keys(tmp_path: Path) -> None:
     h = Handlers()
     spec = spec_of(tmp_path, LINEAR, h.registry)
 
@@ -392,8 +396,8 @@ def test_generated_run_id_used_in_quick_path_keys(tmp_path: Path) -> None:
         result = await run(spec, {}, store=store, registry=h.registry)
         rid = result.run_id
         assert rid != RID and rid.startswith("lin-")
-        started = [r for r in tuples(store.row_log(rid)) if r[0] == "step.started"]
-        assert [r[5] for r in started] == [f"{rid}/{s}" for s in "abcde"]
+        started = [e for e in await store.events(rid) if e.kind == "step.started"]
+        assert [e.data["idempotency_key"] for e in started] == [f"{rid}/{s}" for s in "abcde"]
 
     asyncio.run(main())
 
@@ -480,13 +484,13 @@ def test_step_retried_last_is_in_the_saga_output(tmp_path: Path) -> None:
 
 
 def test_retry_in_a_parallel_task(tmp_path: Path) -> None:
-    """The quick path in a task hands a failure over to the retry loop; the join step reads the output."""
+    """A step retried in a task of its own: the join step reads the retried step's output."""
     text = """
     saga pr {
         step a { do q.add(x: 1) undo q.undo(tag: "a", ref: result) }
         parallel {
             step b { do q.flaky(tag: "b", x: a.value) undo q.undo(tag: "b", ref: result) retry attempts 3 backoff 1ms }
-            step c { do q.slow(tag: "c", x: 5, delay: 0.01) undo q.undo(tag: "c", ref: result) }
+            step c { do q.after(tag: "c", x: 5, other: "b") undo q.undo(tag: "c", ref: result) }
         }
         step d { do q.add(x: b.value, y: c.value) undo q.undo(tag: "d", ref: result) }
         output { d: d.value }
@@ -630,15 +634,15 @@ def test_output_that_is_not_json(tmp_path: Path, kind: str) -> None:
     assert [(k, a) for k, a, _ in step_events(q, "b")] == [("step.started", 1), ("step.failed", 1)]
 
 
-# ---- 5. parallel steps (the quick path in tasks), many runs at once ---------------------------
+# ---- 5. parallel steps (in tasks), many runs at once ---------------------------
 
 
 def test_parallel_runs_under_a_coordinator(tmp_path: Path) -> None:
-    async def many(quick: bool) -> tuple[dict[str, Outcome], Handlers]:
+    async def many(quiet: bool) -> tuple[dict[str, Outcome], Handlers]:
         h = Handlers()
-        spec = spec_of(tmp_path, PARALLEL, h.registry, name=f"par-{quick}.saga")
+        spec = spec_of(tmp_path, PARALLEL, h.registry, name=f"par-{quiet}.saga")
         store = MemoryStore()
-        coord = Coordinator(store, h.registry, listeners=listeners_for(quick))
+        coord = Coordinator(store, h.registry, listeners=listeners_for(quiet))
         ids = [await coord.start(spec, {"n": i}, run_id=f"r{i}") for i in range(6)]
         results = await asyncio.wait_for(coord.wait_all(), 5)
         assert list(results) == ids
@@ -646,20 +650,18 @@ def test_parallel_runs_under_a_coordinator(tmp_path: Path) -> None:
         blank = Handlers()
         out = {}
         for rid, res in results.items():
-            out[rid] = Outcome(res, await store.events(rid), list(store.row_log(rid)), blank)
+            out[rid] = Outcome(res, await store.events(rid), blank)
         return out, h
 
     async def main() -> tuple[tuple[dict[str, Outcome], Handlers], tuple[dict[str, Outcome], Handlers]]:
         return await many(True), await many(False)
 
-    (quick, hq), (normal, hn) = asyncio.run(main())
+    (quiet, hq), (heard, hn) = asyncio.run(main())
     for i in range(6):
         rid = f"r{i}"
-        q, n = quick[rid], normal[rid]
+        q, n = quiet[rid], heard[rid]
         assert q.result.status == "completed"
         assert q.result.output == {"total": (i + 1) * 11}
-        # The parallel steps ran in tasks on the quick path.
-        assert {r[3] for r in tuples(q.rows)} == {"a", "b", "c", "d"}
         assert_same(q, n, rid=rid)
         ks = kinds(q.events)
         # c (no delay) finishes before b; d starts only after both.
@@ -678,7 +680,6 @@ def test_parallel_failure_waits_for_siblings_then_compensates(tmp_path: Path) ->
     assert_same(q, n)
     assert q.result.status == "compensated"
     assert [t for t, _ in q.h.undos] == ["b", "a"]
-    assert {r[3] for r in tuples(q.rows)} >= {"a", "b", "c"}
 
 
 # ---- 6. cancellation ------------------------------------------------------------------------
@@ -687,16 +688,16 @@ def test_parallel_failure_waits_for_siblings_then_compensates(tmp_path: Path) ->
 async def cancel_run(
     tmp_path: Path,
     text: str,
-    quick: bool,
+    quiet: bool,
     ready: Callable[[Handlers, MemoryStore], Awaitable[bool]],
     setup: Callable[[Handlers], None] | None = None,
 ) -> Outcome:
     h = Handlers()
     if setup is not None:
         setup(h)
-    spec = spec_of(tmp_path, text, h.registry, name=f"cancel-{quick}.saga")
+    spec = spec_of(tmp_path, text, h.registry, name=f"cancel-{quiet}.saga")
     store = MemoryStore()
-    coord = Coordinator(store, h.registry, listeners=listeners_for(quick))
+    coord = Coordinator(store, h.registry, listeners=listeners_for(quiet))
     rid = await coord.start(spec, {}, run_id=RID)
     for _ in range(1000):
         if await ready(h, store):
@@ -706,7 +707,7 @@ async def cancel_run(
         pytest.fail("the run never got to the point of cancelling")
     assert await coord.cancel(rid)
     result = await asyncio.wait_for(coord.wait(rid), 3)
-    return Outcome(result, await store.events(rid), list(store.row_log(rid)), h)
+    return Outcome(result, await store.events(rid), h)
 
 
 def cancel_both(
@@ -766,7 +767,7 @@ def test_cancel_mid_step_in_tasks(tmp_path: Path) -> None:
     assert not [e for e in q.events if e.step == "d"]
 
 
-def test_cancel_during_retry_backoff_after_quick_failure(tmp_path: Path) -> None:
+def test_cancel_during_retry_backoff_after_a_failure(tmp_path: Path) -> None:
     def setup(h: Handlers) -> None:
         h.fail_left["b"] = 5
 
@@ -791,12 +792,12 @@ def test_cancel_during_retry_backoff_after_quick_failure(tmp_path: Path) -> None
 
 
 def test_external_task_cancel_mid_step(tmp_path: Path) -> None:
-    async def one(quick: bool) -> Outcome:
+    async def one(quiet: bool) -> Outcome:
         h = Handlers()
-        spec = spec_of(tmp_path, CANCEL_LINEAR, h.registry, name=f"ext-{quick}.saga")
+        spec = spec_of(tmp_path, CANCEL_LINEAR, h.registry, name=f"ext-{quiet}.saga")
         store = MemoryStore()
         task = asyncio.ensure_future(
-            run(spec, {}, store=store, registry=h.registry, run_id=RID, listeners=listeners_for(quick))
+            run(spec, {}, store=store, registry=h.registry, run_id=RID, listeners=listeners_for(quiet))
         )
         for _ in range(1000):
             if "b" in h.entered:
@@ -804,7 +805,7 @@ def test_external_task_cancel_mid_step(tmp_path: Path) -> None:
             await asyncio.sleep(0.001)
         task.cancel()
         result = await asyncio.wait_for(task, 3)
-        return Outcome(result, await store.events(RID), list(store.row_log(RID)), h)
+        return Outcome(result, await store.events(RID), h)
 
     async def main() -> tuple[Outcome, Outcome]:
         return await one(True), await one(False)
@@ -819,42 +820,23 @@ def test_external_task_cancel_mid_step(tmp_path: Path) -> None:
 # ---- 7. the journal read back, and resume --------------------------------------------------------
 
 
-def test_rows_read_back_as_events(tmp_path: Path) -> None:
+def test_the_journal_reads_back(tmp_path: Path) -> None:
     h = Handlers()
     spec = spec_of(tmp_path, LINEAR, h.registry)
 
     async def main() -> None:
         store = MemoryStore()
         result = await run(spec, {}, store=store, registry=h.registry, run_id=RID)
-        raw = list(store.row_log(RID))
         events = await store.events(RID)
-        assert len(events) == len(raw) == 12
+        assert len(events) == 12
         assert [e.seq for e in events] == list(range(1, 13))
-        assert all(type(e) is Event for e in events)
-        assert sum(type(r) is tuple for r in raw) == 10
-        for row, ev in zip(raw, events):
-            if type(row) is not tuple:
-                assert ev is row
-                continue
-            kind, seq, at, step_, attempt, value = row
-            assert (ev.kind, ev.run_id, ev.seq, ev.time, ev.step, ev.item, ev.attempt, ev.epoch) == (
-                kind,
-                RID,
-                seq,
-                at,
-                step_,
-                None,
-                attempt,
-                0,
-            )
-            field = {"step.started": "idempotency_key", "step.succeeded": "output"}[kind]
-            assert dict(ev.data) == {field: value}
-            if kind == "step.started":
-                assert value == f"{RID}/{step_}"
-            else:
-                assert value == result.state.steps[step_].output
-            assert ev.to_json()["data"] == {field: value}
-        # Reading from a seq on works across rows too.
+        for ev in events:
+            if ev.kind == "step.started":
+                assert dict(ev.data) == {"idempotency_key": f"{RID}/{ev.step}"}
+            elif ev.kind == "step.succeeded":
+                assert ev.step is not None
+                assert dict(ev.data) == {"output": result.state.steps[ev.step].output}
+        # Reading from a seq on.
         assert await store.events(RID, after_seq=5) == events[5:]
         assert [e.seq for e in await store.events(RID, after_seq=5)] == list(range(6, 13))
         # Times never go backwards.
@@ -865,19 +847,19 @@ def test_rows_read_back_as_events(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_resume_of_a_finished_quick_run_is_its_fold(tmp_path: Path) -> None:
+def test_resume_of_a_finished_run_is_its_fold(tmp_path: Path) -> None:
     h = Handlers()
     spec = spec_of(tmp_path, LINEAR, h.registry)
 
     async def main() -> None:
         store = MemoryStore()
         first = await run(spec, {"n": 1}, store=store, registry=h.registry, run_id=RID)
-        before = len(store.row_log(RID))
+        before = len(await store.events(RID))
         again = await resume(RID, store=store, registry=h.registry)
         assert again.status == first.status == "completed"
         assert again.output == first.output
         assert again.state.to_json() == first.state.to_json()
-        assert len(store.row_log(RID)) == before  # nothing appended
+        assert len(await store.events(RID)) == before  # nothing appended
 
     asyncio.run(main())
 
@@ -885,34 +867,33 @@ def test_resume_of_a_finished_quick_run_is_its_fold(tmp_path: Path) -> None:
 CRASH_POINTS = ["saga.started", "step.started:c", "step.succeeded:c", "step.started:e"]
 
 
-async def crashed_copy(tmp_path: Path, quick: bool, crash_after: str) -> tuple[MemoryStore, list[Any]]:
+async def crashed_copy(tmp_path: Path, quiet: bool, crash_after: str) -> tuple[MemoryStore, list[Event]]:
     """A store holding a run's journal cut right after ``crash_after`` (as if the process died there)."""
     h = Handlers()
-    spec = spec_of(tmp_path, LINEAR, h.registry, name=f"crash-{quick}.saga")
+    spec = spec_of(tmp_path, LINEAR, h.registry, name=f"crash-{quiet}.saga")
     full = MemoryStore()
-    await run(spec, {"n": 3}, store=full, registry=h.registry, run_id=RID, listeners=listeners_for(quick))
+    await run(spec, {"n": 3}, store=full, registry=h.registry, run_id=RID, listeners=listeners_for(quiet))
     k = kinds(await full.events(RID)).index(crash_after) + 1
-    prefix = list(full.row_log(RID))[:k]
+    prefix = (await full.events(RID))[:k]
     rec = await full.get_run(RID)
     assert rec is not None
     store = MemoryStore()
     await store.create_run(dataclasses.replace(rec, status="running"))
-    store.row_log(RID).extend(prefix)
+    await store.append(RID, prefix)
     return store, prefix
 
 
 @pytest.mark.parametrize("crash_after", CRASH_POINTS)
-def test_coordinator_resume_from_rows(tmp_path: Path, crash_after: str) -> None:
-    """Resumed without a lease: the resumed run takes the quick path again, over a journal holding rows."""
+def test_coordinator_resume_from_a_crash_point(tmp_path: Path, crash_after: str) -> None:
+    """Resumed without a lease, by a Coordinator, from a journal cut at a crash point."""
 
-    async def one(quick: bool) -> Outcome:
-        store, prefix = await crashed_copy(tmp_path, quick, crash_after)
-        assert bool(tuples(prefix)) == (quick and crash_after != "saga.started")
+    async def one(quiet: bool) -> Outcome:
+        store, _ = await crashed_copy(tmp_path, quiet, crash_after)
         h = Handlers()
-        coord = Coordinator(store, h.registry, listeners=listeners_for(quick))
+        coord = Coordinator(store, h.registry, listeners=listeners_for(quiet))
         await coord.resume(RID)
         result = await asyncio.wait_for(coord.wait(RID), 3)
-        return Outcome(result, await store.events(RID), list(store.row_log(RID)), h)
+        return Outcome(result, await store.events(RID), h)
 
     async def main() -> tuple[Outcome, Outcome]:
         return await one(True), await one(False)
@@ -923,8 +904,6 @@ def test_coordinator_resume_from_rows(tmp_path: Path, crash_after: str) -> None:
     assert q.result.output is not None and q.result.output["total"] == 22  # a 4, b [4, 8], c 20, e 20 + 2
     ks = kinds(q.events)
     assert ks[ks.index(crash_after) + 1] == "saga.resumed"
-    # The resumed run itself (no lease) took the quick path again.
-    assert tuples(q.rows[ks.index("saga.resumed") :])
     if crash_after.startswith("step.started:"):
         # The step in flight at the crash is tried again: attempt 2, same key.
         s = crash_after.split(":")[1]
@@ -935,21 +914,21 @@ def test_coordinator_resume_from_rows(tmp_path: Path, crash_after: str) -> None:
 
 
 @pytest.mark.parametrize("crash_after", CRASH_POINTS)
-def test_resume_with_lease_from_rows(tmp_path: Path, crash_after: str) -> None:
-    """``resume()`` (with a lease, so through the normal path) over a journal of rows vs. of events."""
+def test_resume_with_lease_from_a_crash_point(tmp_path: Path, crash_after: str) -> None:
+    """``resume()`` (with a lease) from a journal cut at a crash point."""
 
-    async def one(quick: bool) -> Outcome:
-        store, _ = await crashed_copy(tmp_path, quick, crash_after)
+    async def one(quiet: bool) -> Outcome:
+        store, _ = await crashed_copy(tmp_path, quiet, crash_after)
         h = Handlers()
         result = await resume(RID, store=store, registry=h.registry)
-        return Outcome(result, await store.events(RID), list(store.row_log(RID)), h)
+        return Outcome(result, await store.events(RID), h)
 
     async def main() -> tuple[Outcome, Outcome]:
         return await one(True), await one(False)
 
     q, n = asyncio.run(main())
-    # The resumed part runs under a lease (epoch 1): no quick path on either side.
-    assert_same(q, n, quick_used=False)
+    # The resumed part runs under a lease (epoch 1).
+    assert_same(q, n)
     assert q.result.status == "completed"
     resumed = kinds(q.events).index("saga.resumed")
     assert {e.epoch for e in q.events[resumed:]} == {1}
