@@ -276,7 +276,11 @@ class RunProgress:
     def attempt_text(self, step: str, attempt: int, undo: bool = False) -> str:
         """``attempt 2/5`` (``/∞`` for a step retried forever; no ``/N`` when the plan does not know)."""
         limits = self.plan.undo_attempts if undo else self.plan.attempts
-        return f"attempt {attempt}{_of(limits.get(step), step in limits)}"
+        total = limits.get(step)
+        if total is not None and attempt > total:
+            # Only a resume calls a step beyond its policy: the call in flight at a crash is made again.
+            return f"attempt {attempt} (resumed)"
+        return f"attempt {attempt}{_of(total, step in limits)}"
 
     def elapsed(self, now: float) -> float:
         """Seconds since the run started (until it ended, once it has)."""

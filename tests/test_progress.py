@@ -72,6 +72,8 @@ def test_without_a_plan_no_total_is_claimed_and_forever_reads_infinity() -> None
     forever = RunProgress(plan=Plan(attempts={"x": None}))
     forever.apply(ev("step.started", 0, "x", attempt=7))
     assert forever.attempt_text("x", 7) == "attempt 7/∞"
+    # The call in flight at a crash is made again on resume, beyond what the policy allows.
+    assert RunProgress(plan=Plan(attempts={"x": 1})).attempt_text("x", 2) == "attempt 2 (resumed)"
 
 
 def test_fan_out_items_done_out_of_total() -> None:
