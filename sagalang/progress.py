@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import semantics
 from .state import DONE_STATES, RunState, StepState, apply
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ __all__ = [
     "RowView",
     "RunProgress",
     "duration_text",
-    "effective_retry",
     "headline",
     "headline_outcome",
     "plan_of",
@@ -43,11 +43,6 @@ __all__ = [
 
 
 # ---- what the spec says -----------------------------------------------------------------
-
-
-def effective_retry(saga: ir.Saga, step: ir.Step) -> ir.RetryPolicy | None:
-    """The retry policy ``step``'s attempts follow: its own, else the saga's default."""
-    return step.retry if step.retry is not None else (saga.defaults.retry if saga.defaults is not None else None)
 
 
 def _total(policy: ir.RetryPolicy | None) -> int | None:
@@ -77,12 +72,12 @@ def plan_of(spec: Spec) -> Plan:
     undo: dict[str, int | None] = {}
 
     def walk(saga: ir.Saga, prefix: str, seen: frozenset[str]) -> None:
-        comp = saga.compensation.retry if saga.compensation is not None else None
+        comp = semantics.compensation_retry(saga)
         for step in saga.steps():
             name = prefix + step.name
             undo[name] = _total(comp)
             if step.call is None:
-                attempts[name] = _total(effective_retry(saga, step))
+                attempts[name] = _total(semantics.effective_retry(saga, step))
                 continue
             callee = spec.sagas.get(step.call.saga)
             if callee is not None and callee.name not in seen:

@@ -434,7 +434,7 @@ def test_cancel_a_run_nobody_drives(runner: CliRunner, ops: Ops) -> None:
     result = ops.cli(runner, "cancel", "c3")
     assert result.exit_code == 1, result.output
     # hold's outcome is unknown (started, never answered): it is compensated too.
-    assert "run c3: cancelled" in result.output and "compensated: hold -> first" in result.output
+    assert "run c3: cancelled" in result.output and "compensated: hold, first" in result.output
     assert ops.calls() == ["do first c3/first", "undo hold", "undo first"]
     kinds = _kinds(runner, ops, "c3")
     assert kinds[4] == "saga.resumed" and kinds[-1] == "saga.cancelled"
@@ -469,7 +469,7 @@ def test_resume_shows_progress_from_where_the_run_stood(runner: CliRunner, ops: 
     fast = tmp_path / "fast.saga"
     fast.write_text(SLOW_SAGA.replace("seconds: 60", "seconds: 0"))
     ops.spec = fast
-    ops.crashed("b", after=4)  # first done, hold started: in flight at the crash
+    ops.crashed("b", after=2)  # [first succeeded, hold started]: hold in flight at the crash
     result = ops.cli(runner, "resume", "b", "--progress")
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
@@ -481,12 +481,20 @@ def test_resume_shows_progress_from_where_the_run_stood(runner: CliRunner, ops: 
 
 
 def test_resume_of_a_run_someone_cancelled_names_them(runner: CliRunner, ops: Ops) -> None:
-    ops.crashed("k", after=3)  # first done; then the process died
-    asked = Event("saga.cancel_requested", "k", seq=4, time=time.time(), data={"reason": "cancel", "by": "ada@ops-1"})
+    ops.crashed("k", after=2)  # first done, hold started; then the process died
+    journal = run_with_store(SQLiteStore(ops.store), lambda store: store.events("k"))
+    asked = Event(
+        "saga.cancel_requested",
+        "k",
+        seq=len(journal) + 1,
+        time=time.time(),
+        data={"reason": "cancel", "by": "ada@ops-1"},
+    )
     run_with_store(SQLiteStore(ops.store), lambda store: store.append("k", [asked]))
     result = ops.cli(runner, "resume", "k")
     assert result.exit_code == 1, result.output
-    assert result.stdout.splitlines() == ["run k: cancelled by ada@ops-1", "compensated: first"]
+    assert result.stdout.splitlines()[0] == "run k: cancelled by ada@ops-1"
+    assert result.stdout.splitlines()[-1] == "compensated: hold, first"
 
 
 def test_runs_land_in_the_default_store(runner: CliRunner, ops: Ops, monkeypatch: pytest.MonkeyPatch) -> None:

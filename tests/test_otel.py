@@ -407,14 +407,18 @@ async def refund() -> None:
 """
 
 
-def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``sagalang ARGS`` in a fresh process, in ``tmp_path``, with only the given OTEL_* variables."""
+def _cli(tmp_path: Path, *args: str, crash_after: int = 0, **env: str) -> subprocess.CompletedProcess[str]:
+    """``sagalang ARGS`` in a fresh process, in ``tmp_path``, with only the given OTEL_* variables.
+
+    ``crash_after``: the process is killed after that many journal appends (``sagalang.testing.crash``).
+    """
     (tmp_path / "shop.py").write_text(TRACED_HANDLERS)
     (tmp_path / "traced.saga").write_text(TRACED_SPEC)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SAGALANG_"))}
     base.update(NO_COLOR="1", **env)
+    command = ["sagalang"] if not crash_after else ["sagalang.testing.crash", str(crash_after)]
     return subprocess.run(
-        [sys.executable, "-m", "sagalang", *args],
+        [sys.executable, "-m", *command, *args],
         cwd=tmp_path,
         env=base,
         capture_output=True,
@@ -473,8 +477,10 @@ def test_resume_exports_over_otlp_to_the_configured_endpoint(tmp_path: Path) -> 
     _Collector.received.clear()
     try:
         store = f"sqlite:///{tmp_path}/journal.db"
-        crash = {"SAGALANG_CRASH_AFTER_APPEND": "2"}  # reserve started, then the process dies
-        proc = _cli(tmp_path, "run", "traced.saga", "--plugin", "shop.py", "--store", store, "--id", "o-1", **crash)
+        # [saga.started, reserve started]: the process dies with reserve in flight.
+        proc = _cli(
+            tmp_path, "run", "traced.saga", "--plugin", "shop.py", "--store", store, "--id", "o-1", crash_after=1
+        )
         assert proc.returncode == -9, proc.stderr
         endpoint = f"http://127.0.0.1:{server.server_address[1]}"
         env = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "ops"}
