@@ -173,20 +173,28 @@ async def stored_run(store: Store, run_id: str) -> RunRecord:
     return rec
 
 
-async def _drive(store: Store, run_id: str, registry: Registry | None, listeners: Sequence[Any]) -> RunState:
+async def _drive(
+    store: Store, run_id: str, registry: Registry | None, listeners: Sequence[Any], step_middleware: Sequence[Any] = ()
+) -> RunState:
     """Continue one run in this process; LeaseHeldError when a live process drives it."""
     from .interpreter import resume
 
-    result = await resume(run_id, store=store, registry=registry, listeners=listeners)
+    result = await resume(run_id, store=store, registry=registry, listeners=listeners, step_middleware=step_middleware)
     return result.state
 
 
 async def _resume_one(
-    store: Store, rec: RunRecord, drift: str | None, registry: Registry | None, listeners: Sequence[Any], on_note: Note
+    store: Store,
+    rec: RunRecord,
+    drift: str | None,
+    registry: Registry | None,
+    listeners: Sequence[Any],
+    on_note: Note,
+    step_middleware: Sequence[Any] = (),
 ) -> RunState:
     if drift:
         on_note(f"{drift} since run {rec.run_id} started; resuming with the definition it started with")
-    return await _drive(store, rec.run_id, registry, listeners)
+    return await _drive(store, rec.run_id, registry, listeners, step_middleware)
 
 
 async def resume_run(
@@ -195,13 +203,14 @@ async def resume_run(
     registry: Registry | None = None,
     *,
     listeners: Sequence[Any] = (),
+    step_middleware: Sequence[Any] = (),
     on_note: Note = _quiet,
 ) -> RunState:
     """Continue one unfinished run here; SagaError for an unknown or finished run, LeaseHeldError if it is driven."""
     rec = await stored_run(store, run_id)
     if rec.status in TERMINAL_STATES:
         raise SagaError(f"run {run_id} has already finished ({rec.status}); there is nothing to resume")
-    return await _resume_one(store, rec, spec_drift(rec), registry, listeners, on_note)
+    return await _resume_one(store, rec, spec_drift(rec), registry, listeners, on_note, step_middleware)
 
 
 async def resume_all(
@@ -209,6 +218,7 @@ async def resume_all(
     registry: Registry | None = None,
     *,
     listeners: Sequence[Any] = (),
+    step_middleware: Sequence[Any] = (),
     on_note: Note = _quiet,
 ) -> list[ResumeOutcome]:
     """Continue every unfinished run that no live process drives, one after the other, oldest first.
@@ -228,7 +238,7 @@ async def resume_all(
             continue
         drift = spec_drift(rec)
         try:
-            state = await _resume_one(store, rec, drift, registry, listeners, on_note)
+            state = await _resume_one(store, rec, drift, registry, listeners, on_note, step_middleware)
         except LeaseHeldError:  # taken over since the list was read: that process drives it
             latest = await store.get_run(rec.run_id)
             owner = latest.owner if latest is not None else None

@@ -7,6 +7,11 @@ provider as usual, and pass the listener to a run::
     listener = OtelListener()
     run(spec, input, listeners=[listener])
 
+``OtelListener.step_middleware`` makes each call's span current while its
+handler runs, so the spans a handler starts nest under its step. The CLI
+(``run``, ``resume``, ``worker``) builds all of this from the standard
+``OTEL_*`` environment variables with :func:`from_environment`.
+
 Each run becomes one ``saga NAME`` span; each attempt of a step a child
 ``step NAME`` span; each attempt of an undo a ``compensate NAME`` span. Fan-out
 items nest under their step, a sub-saga's steps (journaled as ``caller/step``)
@@ -18,17 +23,21 @@ event times, so spans are exact even when the listener lags behind.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import IO, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer, TracerProvider
 
+from .context import Context
 from .events import Event
 from .status import TERMINAL_EVENTS, RunStatus
 
-__all__ = ["ATTR_PREFIX", "OtelListener"]
+__all__ = ["ATTR_PREFIX", "EXPORTERS", "OtelListener", "Tracing", "TracingSetupError", "from_environment"]
 
 ATTR_PREFIX = "saga"
 
@@ -100,6 +109,19 @@ class OtelListener:
                 span.end()
             self._spans.clear()
             self._sagas.clear()
+
+    async def step_middleware(self, call: Callable[[Context], Awaitable[Any]], ctx: Context) -> Any:
+        """Step middleware: the handler runs with its call's span current, so its own spans nest under it."""
+        kind = "compensate" if ctx.compensating else "step"
+        with self._lock:
+            span = self._spans.get((ctx.saga_id, kind, ctx.step, ctx.item))
+        if span is None:
+            return await call(ctx)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            return await call(ctx)
+        finally:
+            otel_context.detach(token)
 
     # ---- sagas -------------------------------------------------------------
     def _start_saga(self, event: Event) -> Span:
@@ -245,3 +267,106 @@ class OtelListener:
         if event.attempt is not None:
             attrs[f"{ATTR_PREFIX}.attempt"] = event.attempt
         return attrs
+
+
+# ---- tracing a CLI process from the OTEL_* environment -------------------------------------
+
+EXPORTERS = ("console", "otlp", "none")
+_INSTALL = "pip install 'sagalang[otel]'"
+
+
+class TracingSetupError(Exception):
+    """The environment asks for tracing that cannot be set up (an unknown exporter, a missing package)."""
+
+
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is at the time, so a live display that redirects it keeps its place."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _exporter_names(value: str) -> list[str]:
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in EXPORTERS]
+    if unknown:
+        raise TracingSetupError(
+            f"OTEL_TRACES_EXPORTER: unknown exporter {unknown[0]!r} (sagalang knows {', '.join(EXPORTERS)})"
+        )
+    return [n for n in names if n != "none"]
+
+
+def _otlp_exporter(environ: Mapping[str, str]) -> Any:
+    """The OTLP span exporter of ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL`` (it reads its endpoint itself)."""
+    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    protocol = (protocol or "http/protobuf").strip().lower()
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+            return Grpc()
+        if protocol in ("http/protobuf", "http"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+            return Http()
+    except ImportError:
+        package = "opentelemetry-exporter-otlp-proto-" + ("grpc" if protocol == "grpc" else "http")
+        raise TracingSetupError(f"OTLP export over {protocol} needs {package}: pip install {package}") from None
+    raise TracingSetupError(f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not grpc or http/protobuf")
+
+
+class Tracing:
+    """A process's tracing: a tracer provider, the run listener on it, and the step middleware."""
+
+    def __init__(self, provider: Any, owned: bool) -> None:
+        """``owned``: this process built ``provider`` and shuts it down at :meth:`close`."""
+        self.provider = provider
+        self.owned = owned
+        self.listener = OtelListener(tracer_provider=provider)
+
+    def close(self) -> None:
+        """End the spans still open (an interrupted run), then export everything that is left."""
+        self.listener.close()
+        if self.owned:
+            self.provider.shutdown()
+        else:
+            self.provider.force_flush()
+
+
+def from_environment(exporters: str | None = None, console: IO[str] | None = None, install: bool = True) -> Tracing:
+    """Tracing as ``OTEL_TRACES_EXPORTER`` (or ``exporters``) says: ``console`` (to stderr), ``otlp``, ``none``.
+
+    The service is ``OTEL_SERVICE_NAME`` (``sagalang`` when unset) with
+    ``OTEL_RESOURCE_ATTRIBUTES``; the OTLP exporter reads its endpoint, headers
+    and protocol from their ``OTEL_EXPORTER_OTLP_*`` variables. A tracer provider
+    that the process has configured already (``opentelemetry-instrument``) is
+    used as it is; with ``install`` a new one becomes the global provider, so
+    that handlers' own spans go to it too. Raises :class:`TracingSetupError` for an unknown exporter or
+    a missing exporter package.
+    """
+    env = os.environ
+    current = trace.get_tracer_provider()
+    if install and not isinstance(current, trace.ProxyTracerProvider):
+        return Tracing(current, owned=False)
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider as SdkProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+    except ImportError:
+        raise TracingSetupError(f"tracing needs the OpenTelemetry SDK: {_INSTALL}") from None
+    resource = Resource.create()
+    if not env.get("OTEL_SERVICE_NAME") and "service.name=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        resource = resource.merge(Resource({"service.name": "sagalang"}))
+    provider = SdkProvider(resource=resource)
+    for name in _exporter_names(exporters if exporters is not None else env.get("OTEL_TRACES_EXPORTER", "otlp")):
+        if name == "console":
+            # Spans in the order they end, at once: a short CLI run must not lose the last batch.
+            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=console or _Stderr())))  # type: ignore[arg-type]
+        else:
+            provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(env)))
+    if install:
+        trace.set_tracer_provider(provider)
+    return Tracing(provider, owned=True)

@@ -135,11 +135,13 @@ class Worker:
         *,
         driver: Driver | None = None,
         listeners: tuple[Any, ...] = (),
+        step_middleware: tuple[Any, ...] = (),
     ) -> None:
         self.store = store
         self.registry = registry
         self.options = options or WorkerOptions()
         self.listeners = listeners
+        self.step_middleware = step_middleware
         self.stats = WorkerStats()
         self._driver = driver or self._drive_with_interpreter
         self._active: dict[str, _Active] = {}
@@ -436,6 +438,7 @@ class Worker:
                 spec=self._spec_for(rec),
                 epoch=epoch,
                 listeners=self.listeners,
+                step_middleware=self.step_middleware,
                 executor=self.executor,
                 # The worker forwards cancel requests (NOTIFY, heartbeat): the run need not poll for them.
                 poll_cancels=False,

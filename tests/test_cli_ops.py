@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -205,6 +207,24 @@ def test_history_text_and_json(runner: CliRunner, store_url: str) -> None:
         "attempt": 1,
         "data": {"output": {"reservation_id": "R-1"}},
     }
+
+
+def test_show_started_means_what_list_says(runner: CliRunner, tmp_path: Path) -> None:
+    # A submitted run: its record is created when queued, its journal starts when a worker picks it up.
+    url = f"sqlite:///{tmp_path}/journal.db"
+    created, picked = 1_700_000_000.0, 1_700_000_090.0
+    journal = [Event("saga.started", "r-q", time=picked, data={"saga": "order_fulfillment"})]
+    _populate(url, [(_record("r-q", created), journal)])
+
+    def local(t: float) -> str:
+        return datetime.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+    listed = runner.invoke(main, ["list", "--store", url]).output.splitlines()
+    at = listed[0].index("STARTED")
+    assert listed[1][at : at + 19] == local(created)
+    shown = runner.invoke(main, ["show", "r-q", "--store", url]).output.splitlines()
+    assert f"  started   {local(created)}" in shown
+    assert f"  picked up {local(picked)} (queued until then)" in shown
 
 
 @pytest.mark.parametrize("command", ["show", "history", "resume", "cancel"])
@@ -414,7 +434,7 @@ def test_cancel_a_run_nobody_drives(runner: CliRunner, ops: Ops) -> None:
     result = ops.cli(runner, "cancel", "c3")
     assert result.exit_code == 1, result.output
     # hold's outcome is unknown (started, never answered): it is compensated too.
-    assert "run c3: cancelled" in result.output and "compensated: hold -> first" in result.output
+    assert "run c3: cancelled" in result.output and "compensated: hold, first" in result.output
     assert ops.calls() == ["do first c3/first", "undo hold", "undo first"]
     kinds = _kinds(runner, ops, "c3")
     assert kinds[4] == "saga.resumed" and kinds[-1] == "saga.cancelled"
@@ -443,6 +463,38 @@ def test_resume_one_and_all(runner: CliRunner, ops: Ops, tmp_path: Path) -> None
     assert {r["run_id"]: r["status"] for r in listed} == {"a": "completed", "b": "completed"}
     result = ops.cli(runner, "resume", "--all")
     assert result.exit_code == 0 and "no unfinished runs" in result.output
+
+
+def test_resume_shows_progress_from_where_the_run_stood(runner: CliRunner, ops: Ops, tmp_path: Path) -> None:
+    fast = tmp_path / "fast.saga"
+    fast.write_text(SLOW_SAGA.replace("seconds: 60", "seconds: 0"))
+    ops.spec = fast
+    ops.crashed("b", after=2)  # [first succeeded, hold started]: hold in flight at the crash
+    result = ops.cli(runner, "resume", "b", "--progress")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == "run b: resumed here (it was running)"
+    assert "hold: attempt 2 (resumed)" in lines and "last: started" in lines
+    assert "first: started" not in lines  # done before the crash: folded from the journal, not told again
+    assert re.fullmatch(r"run b: completed \(took [0-9.]+ m?s\)", lines[-1])
+    assert result.stdout.startswith("run b: completed\n")
+
+
+def test_resume_of_a_run_someone_cancelled_names_them(runner: CliRunner, ops: Ops) -> None:
+    ops.crashed("k", after=2)  # first done, hold started; then the process died
+    journal = run_with_store(SQLiteStore(ops.store), lambda store: store.events("k"))
+    asked = Event(
+        "saga.cancel_requested",
+        "k",
+        seq=len(journal) + 1,
+        time=time.time(),
+        data={"reason": "cancel", "by": "ada@ops-1"},
+    )
+    run_with_store(SQLiteStore(ops.store), lambda store: store.append("k", [asked]))
+    result = ops.cli(runner, "resume", "k")
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[0] == "run k: cancelled by ada@ops-1"
+    assert result.stdout.splitlines()[-1] == "compensated: hold, first"
 
 
 def test_runs_land_in_the_default_store(runner: CliRunner, ops: Ops, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -10,6 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from sagalang.cli import main
+from sagalang.cli.progress_view import ProgressView, mode_for
+from sagalang.events import Event
+from sagalang.progress import Board, Plan
 
 HANDLERS = '''
 import asyncio
@@ -214,11 +220,131 @@ def test_invalid_spec_exits_3_with_diagnostics(project: Path) -> None:
 
 
 def test_plain_progress_lines_when_not_a_terminal(project: Path) -> None:
-    code, _, err = invoke("--set", "sku=A1", "--set", "card=abcd-1234", "--progress")
+    code, out, err = invoke("--set", "sku=A1", "--set", "card=abcd-1234", "--progress", "--id", "p-1")
     assert code == 0
     lines = err.splitlines()
-    assert lines[0] == "saga.started"
-    assert "step.started reserve" in lines and "saga.completed" in lines
+    assert lines[0] == "run p-1: saga order started"  # the run id first, before any step
+    assert "reserve: started" in lines and "notify: started" in lines
+    assert re.fullmatch(r"reserve: done in \d+ ms", lines[lines.index("reserve: started") + 1])
+    assert re.fullmatch(r"run p-1: completed \(took [0-9.]+ m?s\)", lines[-1])
+    assert not [line for line in lines if re.search(r"\b(saga|step|compensation)\.[a-z_]+\b", line)]
+    assert out.startswith("run p-1: completed\n")
+    code, _, err = invoke("--set", "sku=A1", "--set", "card=abcd-1234", "--no-progress")
+    assert code == 0 and err == ""
+
+
+RETRY_SPEC = """
+saga flaky version "1" {
+    timeout 300ms
+    step charge {
+        do flaky.charge(tries: input.tries)
+        undo flaky.refund()
+        retry attempts 5 backoff 10ms x2 on flaky.Timeout
+    }
+    step hang { do flaky.hang(when: input.hang) undo flaky.refund() }
+}
+"""
+
+RETRY_HANDLERS = """
+import asyncio
+from sagalang.plugins import handler
+from sagalang.context import Failure
+
+@handler("flaky.charge")
+async def charge(ctx, tries: int) -> dict:
+    if ctx.attempt <= tries:
+        raise Failure("flaky.Timeout", f"gateway slow (call {ctx.attempt})")
+    return {"ok": ctx.attempt}
+
+@handler("flaky.refund")
+async def refund() -> None:
+    return None
+
+@handler("flaky.hang")
+async def hang(when: bool) -> dict:
+    if when:
+        await asyncio.Event().wait()  # never answers: only the saga's timeout ends it
+    return {}
+"""
+
+
+def _flaky(project: Path, *args: str) -> tuple[int, str, str]:
+    (project / "flaky.py").write_text(RETRY_HANDLERS)
+    (project / "flaky.saga").write_text(RETRY_SPEC)
+    result = CliRunner().invoke(
+        main, ["run", "flaky.saga", "--plugin", "flaky.py", "--store", "memory:", "--id", "f-1", *args]
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_progress_tells_attempt_n_of_n_and_the_next_delay(project: Path) -> None:
+    code, _, err = _flaky(project, "--set", "tries=2", "--set", "hang=false", "--progress")
+    assert code == 0, err
+    lines = err.splitlines()
+    # N is the spec's: the step's own policy (5 attempts); the delays its backoff (10 ms, then x2).
+    assert "charge: retrying in 10 ms (attempt 2/5): flaky.Timeout: gateway slow (call 1)" in lines
+    assert "charge: retrying in 20 ms (attempt 3/5): flaky.Timeout: gateway slow (call 2)" in lines
+    assert "charge: attempt 3/5" in lines
+
+
+def test_a_saga_timeout_reads_as_such(project: Path) -> None:
+    code, out, err = _flaky(project, "--set", "tries=0", "--set", "hang=true", "--progress")
+    assert code == 1, out + err
+    assert out.splitlines() == [
+        "run f-1: cancelled: saga timeout after 300ms",
+        "interrupted: hang",
+        "compensated: hang, charge",
+    ]
+    assert "rolling back: saga timeout after 300ms" in err.splitlines()
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_mode_follows_the_terminal_no_color_and_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    tty, pipe = _Terminal(), io.StringIO()
+    assert [mode_for(None, tty), mode_for(True, tty), mode_for(False, tty)] == ["live", "live", "off"]
+    assert [mode_for(None, pipe), mode_for(True, pipe), mode_for(False, pipe)] == ["off", "lines", "off"]
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert [mode_for(None, tty), mode_for(False, tty)] == ["lines", "off"]
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("TERM", "dumb")
+    assert mode_for(None, tty) == "lines"
+
+
+def test_live_progress_redraws_a_table_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    out = _Terminal()
+    plan = Plan(steps=("charge", "lines"), attempts={"charge": 5, "lines": 1})
+    view = ProgressView(Board(plan), out, "live", clock=lambda: 1000.0)
+    timeout = {"type": "payments.Timeout", "message": "gateway slow"}
+
+    async def feed() -> None:
+        for e in [
+            Event("saga.started", "r-9", 1, 999.0, data={"saga": "order"}),
+            Event("step.started", "r-9", 2, 999.0, step="charge", attempt=1),
+            Event("step.failed", "r-9", 3, 999.1, step="charge", attempt=1, data={"error": timeout, "final": False}),
+            Event("step.retrying", "r-9", 4, 999.1, step="charge", attempt=1, data={"delay_ms": 200, "error": timeout}),
+            Event("step.started", "r-9", 5, 999.3, step="lines", attempt=1, data={"items": 10}),
+            *[Event("step.succeeded", "r-9", 6 + i, 999.4, step="lines", item=i, attempt=1) for i in range(3)],
+        ]:
+            view(e)
+
+    asyncio.run(view.during(feed()))
+    text = out.getvalue()
+    assert "\x1b[1A" in text and "\x1b[2K" in text  # each frame moves back over the last one
+    last = text.rsplit("run r-9", 1)[1]
+    assert "1.0 s" in last  # the run's elapsed time, from its start to the view's clock
+    assert "attempt 1/5" in last and "retrying in 200 ms: payments.Timeout: gateway slow" in last
+    assert "3/10 items" in last and "━" in last  # a fan-out's items, with a bar
+    assert "lines[2]: done (3/10 items)" in last  # the latest event, in words, at the bottom
+    assert "step." not in text
 
 
 def test_handlers_lists_plugins(project: Path) -> None:
@@ -241,24 +367,3 @@ def test_handlers_reports_a_broken_plugin(project: Path) -> None:
     result = CliRunner().invoke(main, ["handlers", "--plugin", "broken.py"])
     assert result.exit_code == 1
     assert "broken.py failed to import" in result.stderr and "no such backend" in result.stderr
-
-
-def test_live_progress_redraws_in_place() -> None:
-    import io
-
-    from sagalang.cli.cmd_run import Progress
-    from sagalang.events import Event
-
-    out = io.StringIO()
-    view = Progress(["a", "b"], live=True, color=False, stream=out)
-    view(Event("saga.started", "r", 1))
-    view(Event("step.started", "r", 2, step="a", attempt=1))
-    view(Event("step.failed", "r", 3, step="a", attempt=1, data={"error": {"message": "boom"}, "final": False}))
-    view(Event("step.retrying", "r", 4, step="a", attempt=1, data={"delay_ms": 100}))
-    view(Event("step.succeeded", "r", 5, step="a", attempt=2))
-    text = out.getvalue()
-    # After the first frame every frame moves the cursor back up over the previous one.
-    assert text.count("\x1b[3F") == 4
-    last = text.rsplit("\x1b[3F", 1)[1]
-    assert "✓ a" in last and "succeeded" in last and "· b" in last and "pending" in last
-    assert "retry in 100 ms" in text

@@ -82,7 +82,7 @@ def test_sigterm_cancels_and_compensates(tmp_path: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
-        if line.strip() == "step.started b":
+        if line.strip() == "b: started":
             break
     else:
         proc.kill()

@@ -22,11 +22,14 @@ from .common import (
     plugin_option,
     user_errors,
 )
+from .tracing import trace_option
 
 if TYPE_CHECKING:
     from ..events import Event
     from ..journal.base import RunRecord, Store
     from ..operations import ResumeOutcome
+    from ..progress import Board, RunProgress
+    from ..spec import Spec
     from ..state import RunState
 
 __all__ = ["cancel", "exit_code_for", "history", "list_runs", "resume", "show"]
@@ -138,17 +141,21 @@ async def _load(store: Store, run_id: str) -> tuple[RunRecord, list[Event]]:
     return rec, await store.events(run_id)
 
 
-def _step_order(rec: RunRecord) -> list[str]:
-    """Step names in the spec's order (empty when the stored spec cannot be rebuilt)."""
+def _stored_spec(rec: RunRecord) -> Spec | None:
+    """The definition the run started with, rebuilt from its record (None when it cannot be)."""
     from ..errors import SagaError
+    from ..spec import Spec
 
     try:
-        from ..spec import Spec
-
-        spec = Spec.from_sources(rec.spec, rec.entry, saga=rec.saga or None)
+        return Spec.from_sources(rec.spec, rec.entry, saga=rec.saga or None)
     except (SagaError, OSError, KeyError, ValueError):
-        return []
-    return [step.name for step in spec.saga.steps()]
+        return None
+
+
+def _step_order(rec: RunRecord) -> list[str]:
+    """Step names in the spec's order (empty when the stored spec cannot be rebuilt)."""
+    spec = _stored_spec(rec)
+    return [step.name for step in spec.saga.steps()] if spec is not None else []
 
 
 def _error_text(error: Any) -> str:
@@ -201,7 +208,10 @@ def _print_state(rec: RunRecord, state: RunState) -> None:
     click.echo(f"run {rec.run_id}: saga {rec.saga} — {state.status}")
     where = rec.spec_path or rec.entry
     click.echo(f"  spec      {where} (sha256 {rec.spec_hash[:12]})")
-    click.echo(f"  started   {_when(state.started_at or rec.created_at)}")
+    # "started" is the record's creation, as in `list`: when `run` started it or `submit` queued it.
+    click.echo(f"  started   {_when(rec.created_at)}")
+    if state.started_at and state.started_at - rec.created_at >= 1:
+        click.echo(f"  picked up {_when(state.started_at)} (queued until then)")
     if state.ended_at:
         click.echo(f"  ended     {_when(state.ended_at)}")
     if state.saga_attempt > 1:
@@ -285,26 +295,33 @@ def history(run_id: str, as_json: bool, store_url: str | None) -> None:
 # -- resume and cancel -----------------------------------------------------------------------
 
 
-def _report(state: RunState, as_json: bool) -> None:
+def _report(state: RunState, progress: RunProgress, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(state.to_json(), indent=2, default=str))
         return
-    line = f"run {state.run_id}: {state.status}"
-    if state.failed_step:
-        line += f" (failed at {state.failed_step}"
-        line += f": {_error_text(state.error)})" if state.error else ")"
-    click.echo(line)
-    if state.compensation_path:
-        click.echo(f"  compensated: {' -> '.join(state.compensation_path)}")
-    if state.output is not None:
-        click.echo(f"  output: {_compact(state.output)}")
+    from .progress_view import print_summary
+
+    print_summary(progress, state)
+
+
+async def _watch(store: Store, records: list[RunRecord], board: Board) -> None:
+    """Start each run's progress from its stored journal and the plan of the spec it started with."""
+    from ..progress import Plan, plan_of
+
+    plans: dict[str, Plan] = {}
+    for rec in records:
+        plan = plans.get(rec.spec_hash)
+        if plan is None:
+            spec = _stored_spec(rec)
+            plan = plans[rec.spec_hash] = plan_of(spec) if spec is not None else Plan()
+        board.watch(rec.run_id, plan, await store.events(rec.run_id))
 
 
 def _note(text: str) -> None:
     click.echo(f"sagalang: note: {text}", err=True)
 
 
-def _outcome_code(outcome: ResumeOutcome, as_json: bool) -> int:
+def _outcome_code(outcome: ResumeOutcome, board: Board, as_json: bool) -> int:
     """Print one resumed run's outcome; its exit code."""
     from ..errors import SagaInputError, SagaValidationError
 
@@ -313,7 +330,7 @@ def _outcome_code(outcome: ResumeOutcome, as_json: bool) -> int:
         return EXIT_INVALID if isinstance(outcome.error, SagaValidationError | SagaInputError) else EXIT_FAILED
     if outcome.state is None:  # skipped: a live process drives it
         return EXIT_OK
-    _report(outcome.state, as_json)
+    _report(outcome.state, board.progress(outcome.run_id), as_json)
     return exit_code_for(outcome.state.status)
 
 
@@ -323,13 +340,28 @@ def _outcome_code(outcome: ResumeOutcome, as_json: bool) -> int:
 @json_option
 @store_option
 @plugin_option
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show progress on stderr: a live table on a terminal, else (with --progress) one line per event.",
+)
+@trace_option
 @user_errors(EXIT_FAILED)
-def resume(run_id: str | None, every: bool, as_json: bool, store_url: str | None, plugins: tuple[str, ...]) -> None:
+def resume(
+    run_id: str | None,
+    every: bool,
+    as_json: bool,
+    store_url: str | None,
+    plugins: tuple[str, ...],
+    progress: bool | None,
+    trace: bool | None,
+) -> None:
     """Continue runs whose process died: take the lease, fold the journal, carry on.
 
     Steps that were in flight are retried with the same idempotency key, or
     compensated when the saga was already rolling back. The run uses the
     definition it started with, even if its .saga file changed since.
+    Progress shows as with `run`, from where the run stood.
 
     \b
     Exit status (like `run`): 0 completed, 1 compensated or cancelled,
@@ -339,23 +371,45 @@ def resume(run_id: str | None, every: bool, as_json: bool, store_url: str | None
     Examples:
       sagalang resume 6f1c2e
       sagalang resume --all --store sqlite:///ops/journal.db
+      OTEL_TRACES_EXPORTER=otlp sagalang resume 6f1c2e
     """
     from ..errors import SagaInputError, SagaValidationError
-    from ..operations import resume_all, resume_run
+    from ..operations import resume_all, resume_run, stored_run
+    from ..progress import Board
+    from .progress_view import ProgressView, mode_for
+    from .tracing import open_tracing
 
     if (run_id is None) == (not every):
         raise click.UsageError("give a run ID or --all (not both)")
     registry = make_registry(plugins)
+    view = ProgressView(Board(), sys.stderr, mode_for(progress, sys.stderr))
+    tracing = open_tracing(trace)
+    listeners: list[Any] = [view] if tracing is None else [view, tracing.listener]
+    middleware = [] if tracing is None else [tracing.listener.step_middleware]
+
+    async def one(store: Store, rid: str) -> RunState:
+        await _watch(store, [await stored_run(store, rid)], view.board)
+        work = resume_run(store, rid, registry, listeners=listeners, step_middleware=middleware, on_note=_note)
+        return await view.during(work)
+
+    async def all_runs(store: Store) -> list[ResumeOutcome]:
+        await _watch(store, [r for r in await store.list_runs() if r.status not in TERMINAL_STATES], view.board)
+        work = resume_all(store, registry, listeners=listeners, step_middleware=middleware, on_note=_note)
+        return await view.during(work)
+
     try:
         if run_id is not None:
-            state = _with_store(store_url, lambda s: resume_run(s, run_id, registry, on_note=_note))
-            _report(state, as_json)
+            state = _with_store(store_url, lambda s: one(s, run_id))
+            _report(state, view.board.progress(run_id), as_json)
             sys.exit(exit_code_for(state.status))
-        outcomes = _with_store(store_url, lambda s: resume_all(s, registry, on_note=_note))
+        outcomes = _with_store(store_url, all_runs)
     except (SagaValidationError, SagaInputError) as err:
         click.echo(f"sagalang: error: {err}", err=True)
         sys.exit(EXIT_INVALID)
-    sys.exit(max((_outcome_code(o, as_json) for o in outcomes), default=EXIT_OK))
+    finally:
+        if tracing is not None:
+            tracing.close()
+    sys.exit(max((_outcome_code(o, view.board, as_json) for o in outcomes), default=EXIT_OK))
 
 
 @click.command()
@@ -391,21 +445,28 @@ def cancel(
       sagalang cancel 6f1c2e
       sagalang cancel 6f1c2e --no-wait
     """
-    from ..operations import cancel_run
+    from ..operations import CancelOutcome, cancel_run
+    from ..progress import RunProgress
 
     registry = make_registry(plugins)
-    outcome = _with_store(
-        store_url, lambda s: cancel_run(s, run_id, registry, wait=wait, timeout=timeout, on_note=_note)
-    )
+    watched = RunProgress(run_id)
+
+    async def cancel_and_read(store: Store) -> CancelOutcome:
+        outcome = await cancel_run(store, run_id, registry, wait=wait, timeout=timeout, on_note=_note)
+        if outcome.state is not None:  # who asked, and why, is in the journal
+            watched.replay(await store.events(run_id))
+        return outcome
+
+    outcome = _with_store(store_url, cancel_and_read)
     state = outcome.state
     if state is None:
         sys.exit(EXIT_OK)
     if outcome.already_finished:
         _note(f"run {run_id} has already finished ({state.status}); there is nothing to cancel")
         if as_json:
-            _report(state, as_json)
+            _report(state, watched, as_json)
         sys.exit(EXIT_FINISHED)
-    _report(state, as_json)
+    _report(state, watched, as_json)
     if state.status == "completed":
         _note(f"run {run_id} completed: the cancel came after its point of no return")
     sys.exit(exit_code_for(state.status))

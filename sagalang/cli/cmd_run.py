@@ -11,36 +11,16 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import click
 
 from .common import EXIT_BY_STATUS, EXIT_FAILED, EXIT_INVALID, exit_code_for, make_registry, plugin_option, use_color
+from .progress_view import ProgressView, mode_for, print_summary
+from .tracing import trace_option
 
 if TYPE_CHECKING:
     from ..events import Event
     from ..interpreter import RunResult
+    from ..progress import RunProgress
     from ..spec import Spec
 
-__all__ = ["EXIT_BY_STATUS", "Progress", "run"]
-
-# The step status an event leaves behind (the view needs no full fold).
-_STATUS_OF = {
-    "step.started": "running",
-    "step.retrying": "running",
-    "step.succeeded": "succeeded",
-    "step.failed": "failed",
-    "step.skipped": "skipped",
-    "compensation.started": "compensating",
-    "compensation.succeeded": "compensated",
-    "compensation.failed": "compensation_failed",
-}
-
-_MARK = {
-    "pending": ("·", None),
-    "running": ("▶", "cyan"),
-    "succeeded": ("✓", "green"),
-    "skipped": ("-", "bright_black"),
-    "failed": ("✗", "red"),
-    "compensating": ("↶", "yellow"),
-    "compensated": ("↶", "yellow"),
-    "compensation_failed": ("!", "red"),
-}
+__all__ = ["EXIT_BY_STATUS", "run"]
 
 
 def _fail(message: str) -> NoReturn:
@@ -48,80 +28,11 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(EXIT_INVALID)
 
 
-class Progress:
-    """Per-step progress: redrawn in place on a terminal, one line per event otherwise."""
-
-    def __init__(self, steps: list[str], live: bool, color: bool, stream: IO[str]) -> None:
-        self.steps = {name: "pending" for name in steps}
-        self.notes: dict[str, str] = {}
-        self.live = live
-        self.color = color
-        self.stream = stream
-        self.drawn = 0
-
-    def __call__(self, ev: Event) -> None:
-        """Listener: update the view for one event."""
-        if ev.step is not None and ev.item is None:
-            final = ev.data.get("final", True) if ev.data else True
-            status = _STATUS_OF.get(ev.kind)
-            if status is not None and (final or ev.kind not in ("step.failed", "compensation.failed")):
-                self.steps[ev.step] = status
-            if ev.kind == "step.retrying":
-                self.notes[ev.step] = f"retry in {ev.data.get('delay_ms', 0)} ms"
-            elif ev.kind == "step.failed" and ev.data.get("error"):
-                self.notes[ev.step] = str(ev.data["error"].get("message", ""))
-            elif ev.kind in ("step.succeeded", "compensation.succeeded"):
-                self.notes.pop(ev.step, None)
-        if self.live:
-            self._redraw(ev)
-        else:
-            self._line(ev)
-
-    def _style(self, text: str, color: str | None) -> str:
-        return click.style(text, fg=color) if self.color and color else text
-
-    def _line(self, ev: Event) -> None:
-        where = f" {ev.step}" if ev.step else ""
-        if ev.item is not None:
-            where += f"[{ev.item}]"
-        extra = ""
-        if ev.attempt and ev.attempt > 1:
-            extra = f" (attempt {ev.attempt})"
-        err = ev.data.get("error") if ev.data else None
-        if isinstance(err, dict) and err.get("message"):
-            extra += f": {err.get('type')}: {err['message']}"
-        click.echo(f"{ev.kind}{where}{extra}", file=self.stream)
-
-    def _redraw(self, ev: Event) -> None:
-        lines = []
-        for name, status in self.steps.items():
-            mark, color = _MARK.get(status, ("?", None))
-            note = self.notes.get(name, "")
-            lines.append(f"  {self._style(mark, color)} {name:<24} {self._style(status, color)} {note}".rstrip())
-        lines.append(f"  {ev.kind}")
-        out = "\x1b[2K" if not self.drawn else f"\x1b[{self.drawn}F"
-        self.stream.write(out + "".join(f"\x1b[2K{line}\n" for line in lines))
-        self.stream.flush()
-        self.drawn = len(lines)
-
-
-def _summary(result: RunResult, as_json: bool) -> None:
+def _summary(result: RunResult, progress: RunProgress, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
         return
-    state = result.state
-    click.echo(f"run {result.run_id}: {result.status}")
-    if result.output is not None and result.status == "completed":
-        click.echo(json.dumps(result.output, indent=2, sort_keys=True))
-    if state.failed_step is not None:
-        click.echo(f"failed step: {state.failed_step}")
-    if result.error is not None and result.status != "completed":
-        click.echo(f"error: {result.error.get('type')}: {result.error.get('message')}")
-    if state.compensation_path:
-        click.echo("compensated: " + ", ".join(state.compensation_path))
-    broken = [n for n, s in state.steps.items() if s.status == "compensation_failed"]
-    if broken:
-        click.echo("compensation failed: " + ", ".join(broken))
+    print_summary(progress, result.state)
 
 
 def _load(spec: str, plugins: tuple[str, ...], saga_name: str | None) -> tuple[Any, Spec]:
@@ -158,7 +69,9 @@ def _event_writer(events_file: str) -> tuple[Callable[[Event], None], IO[str]]:
     return write_event, out
 
 
-async def _drive(loaded: Spec, data: dict[str, Any], store_url: str | None, **options: Any) -> RunResult:
+async def _drive(
+    loaded: Spec, data: dict[str, Any], store_url: str | None, view: ProgressView, **options: Any
+) -> RunResult:
     """Run the saga on the store; SIGTERM, like Ctrl-C, cancels it (it compensates before the process ends)."""
     import asyncio
 
@@ -172,7 +85,7 @@ async def _drive(loaded: Spec, data: dict[str, Any], store_url: str | None, **op
     if task is not None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        return await run_saga(loaded, data, store=store, **options)
+        return await view.during(run_saga(loaded, data, store=store, **options))
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
         await store.close()
@@ -204,7 +117,12 @@ async def _drive(loaded: Spec, data: dict[str, Any], store_url: str | None, **op
 @click.option(
     "--fail-at", "fail_at", multiple=True, metavar="STEP", help="Make STEP fail for good (fault injection); repeatable."
 )
-@click.option("--progress/--no-progress", default=None, help="Show per-step progress (default: on a terminal).")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show progress on stderr: a live table on a terminal, else (with --progress) one line per event.",
+)
+@trace_option
 def run(
     spec: str,
     input_file: str | None,
@@ -217,6 +135,7 @@ def run(
     events_file: str | None,
     fail_at: tuple[str, ...],
     progress: bool | None,
+    trace: bool | None,
 ) -> None:
     """Run a saga: steps as their dependencies complete, compensation on failure.
 
@@ -230,6 +149,7 @@ def run(
       sagalang run order.saga --set sku=A1 --set qty=2 --set address.city=Delft
       sagalang run order.saga --input - --json < order.json
       sagalang run order.saga --store memory: --fail-at charge --events events.jsonl
+      OTEL_TRACES_EXPORTER=otlp OTEL_SERVICE_NAME=shop sagalang run order.saga --input order.json
     """
     import asyncio
 
@@ -246,18 +166,24 @@ def run(
         data = load_input(loaded, input_file, sets)
     except SagaInputError as err:
         _fail(str(err))
+    from ..progress import Board, plan_of
+    from .tracing import open_tracing
+
     listeners: list[Any] = []
     events_out: IO[str] | None = None
     if events_file is not None:
         writer, events_out = _event_writer(events_file)
         listeners.append(writer)
-    stream = sys.stderr
-    live = bool(getattr(stream, "isatty", lambda: False)()) and progress is not False
-    if progress or live:
-        listeners.append(Progress(list(loaded.graph.order), live, use_color(stream), stream))
-    options = {"registry": registry, "run_id": run_id, "listeners": listeners, "fail_at": fail_at}
+    # The view always follows the run: the summary tells the cancel's cause from the events it saw.
+    view = ProgressView(Board(plan_of(loaded)), sys.stderr, mode_for(progress, sys.stderr))
+    listeners.append(view)
+    options: dict[str, Any] = {"registry": registry, "run_id": run_id, "listeners": listeners, "fail_at": fail_at}
+    tracing = open_tracing(trace)
+    if tracing is not None:
+        listeners.append(tracing.listener)
+        options["step_middleware"] = [tracing.listener.step_middleware]
     try:
-        result = asyncio.run(_drive(loaded, data, store_url, **options))
+        result = asyncio.run(_drive(loaded, data, store_url, view, **options))
     except SagaInputError as err:
         _fail(str(err))
     except SagaError as err:
@@ -266,5 +192,7 @@ def run(
     finally:
         if events_out is not None:
             events_out.close()
-    _summary(result, as_json)
+        if tracing is not None:
+            tracing.close()
+    _summary(result, view.board.progress(result.run_id), as_json)
     sys.exit(exit_code_for(result.status))

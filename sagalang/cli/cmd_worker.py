@@ -18,6 +18,7 @@ import click
 
 from .cmd_ops import json_option, store_option
 from .common import EXIT_FAILED, EXIT_INVALID, make_registry, plugin_option, user_errors
+from .tracing import open_tracing, trace_option
 
 __all__ = ["Duration", "migrate", "submit", "worker"]
 
@@ -140,6 +141,7 @@ def submit(
     help="Log verbosity (to stderr).",
 )
 @plugin_option
+@trace_option
 @user_errors(EXIT_FAILED)
 def worker(
     store_url: str | None,
@@ -150,6 +152,7 @@ def worker(
     worker_id: str | None,
     log_level: str,
     plugins: tuple[str, ...],
+    trace: bool | None,
 ) -> None:
     """Drive queued and orphaned runs of a PostgreSQL store until SIGTERM.
 
@@ -164,6 +167,7 @@ def worker(
     Examples:
       sagalang worker --store postgresql://db/sagas --concurrency 8 --plugin myapp.handlers
       SAGALANG_STORE=postgresql://db/sagas sagalang worker --lease 10s
+      OTEL_TRACES_EXPORTER=otlp OTEL_SERVICE_NAME=orders sagalang worker --plugin myapp.handlers
     """
     from ..errors import SagaError
     from ..journal import default_store_url
@@ -188,9 +192,13 @@ def worker(
     # The pid in the connection name lets operators (and tests) find one worker's sessions.
     app_name = f"sagalang-worker-{os.getpid()}@{socket.gethostname()}"[:50]
     store = PostgresStore(url, max_size=concurrency + 3, application_name=app_name, retry_for=3600.0)
+    tracing = open_tracing(trace)
+    traced: dict[str, Any] = {}
+    if tracing is not None:
+        traced = {"listeners": (tracing.listener,), "step_middleware": (tracing.listener.step_middleware,)}
 
     async def main() -> None:
-        w = Worker(store, registry, options)
+        w = Worker(store, registry, options, **traced)
         loop = asyncio.get_running_loop()
         signals = 0
 
@@ -206,7 +214,11 @@ def worker(
         finally:
             await store.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if tracing is not None:
+            tracing.close()
     # Idle pool threads exit at once after the worker's executor shutdown; busy ones do not.
     deadline = time.monotonic() + 1.0
     for t in threading.enumerate():
