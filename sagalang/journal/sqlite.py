@@ -44,9 +44,10 @@ from urllib.parse import parse_qs
 from ..errors import StoreError
 from ..events import Event
 from ..status import status_after
-from .base import TERMINAL_STATES, RunRecord, StaleEpochError
+from .base import TERMINAL_STATES, RunCursor, RunFilter, RunPage, RunRecord, StaleEpochError
 from .leases import Lease, lease_is_live
 from .migrations import migrate_sqlite
+from .queries import count_sql, saga_counts_sql, select_sql
 
 __all__ = ["SQLiteStore", "parse_sqlite_url"]
 
@@ -354,6 +355,40 @@ class SQLiteStore:
 
         def select(conn: sqlite3.Connection) -> list[RunRecord]:
             return [self._record(r) for r in conn.execute(sql, params)]
+
+        return await self._call(select, "read")
+
+    async def query_runs(self, where: RunFilter, limit: int, after: RunCursor | None = None) -> RunPage:
+        """Up to ``limit`` runs matching ``where`` after ``after``, last updated first (indexed reads)."""
+        sql, params = select_sql(where, after, int(limit) + 1, _RUN_COLUMNS, "sqlite")
+
+        def select(conn: sqlite3.Connection) -> RunPage:
+            rows = conn.execute(sql, params).fetchall()
+            page = tuple(self._record(r) for r in rows[:limit])
+            more = len(rows) > limit and bool(page)
+            return RunPage(page, RunCursor(page[-1].updated_at, page[-1].run_id) if more else None)
+
+        return await self._call(select, "read")
+
+    async def count_runs(self, where: RunFilter) -> dict[str, int]:
+        """How many runs matching ``where`` are in each status."""
+        sql, params = count_sql(where, "sqlite")
+
+        def select(conn: sqlite3.Connection) -> dict[str, int]:
+            return {status: int(n) for status, n in conn.execute(sql, params)}
+
+        return await self._call(select, "read")
+
+    async def saga_counts(self) -> dict[str, int]:
+        """How many runs of each saga the store holds."""
+
+        sql, params = saga_counts_sql("sqlite")
+
+        def select(conn: sqlite3.Connection) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for saga, n in conn.execute(sql, params):
+                counts[saga] = counts.get(saga, 0) + int(n)
+            return counts
 
         return await self._call(select, "read")
 
