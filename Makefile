@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SAGALANG_TEST_POSTGRES_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test test-slow lint typecheck pytest graphviz venv clean docs bench vsix chromium vendor-htmx
+.PHONY: demo test test-slow lint typecheck pytest graphviz venv clean docs bench vsix chromium vendor-htmx ui-screenshots
 
 venv: $(STAMP)
 
@@ -44,6 +44,10 @@ vendor-htmx:
 	  license=$$(node -p "require('$$tmp/package/package.json').license") && rm -rf $$tmp && \
 	  echo "htmx.min.js: htmx.org $(HTMX_VERSION) from npm (dist/htmx.min.js), licence $$license (htmx.LICENSE); refresh: make vendor-htmx HTMX_VERSION=x.y.z" \
 	    > sagalang/ui/static/VENDORED.txt && cat sagalang/ui/static/VENDORED.txt
+
+# docs/img/ui-*.png, the screenshots of docs/ui.md: the browser tests take them.
+ui-screenshots: $(STAMP) graphviz chromium
+	SAGALANG_UI_SCREENSHOTS=$(CURDIR)/docs/img $(BIN)/pytest -q -p no:xdist tests/test_ui_browser.py
 
 # An example end to end on the embedded SQLite store (.sagalang/): check it, show its
 # plan, run it once to completion and once with an injected failure that shows the
@@ -83,7 +87,7 @@ BENCH_VENV := bench/.venv
 $(BENCH_VENV)/.installed: pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install -q -e '.[postgres,lsp]' transitions python-statemachine sismic dbos matplotlib
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[postgres,lsp,ui]' transitions python-statemachine sismic dbos matplotlib
 	touch $@
 
 bench: $(BENCH_VENV)/.installed graphviz

@@ -268,7 +268,7 @@ def test_every_response_carries_the_security_headers(client: TestClient, kit: Ki
         csp = res.headers["content-security-policy"]
         assert "default-src 'none'" in csp and "script-src 'self'" in csp and "'unsafe-inline'" not in csp
         assert res.headers["x-content-type-options"] == "nosniff"
-        assert res.headers["x-frame-options"] == "DENY" and res.headers["referrer-policy"] == "no-referrer"
+        assert res.headers["x-frame-options"] == "DENY" and res.headers["referrer-policy"] == "same-origin"
 
 
 def test_a_foreign_host_name_is_refused(kit: Kit) -> None:

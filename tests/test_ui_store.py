@@ -164,8 +164,9 @@ def test_counts_per_status_follow_the_filters(store_url: str) -> None:
     assert with_runs(store_url, lambda s: s.count_runs(RunFilter(id_contains="zzz"))) == {}
 
 
-def test_saga_counts(store_url: str) -> None:
+def test_saga_counts_and_names(store_url: str) -> None:
     assert with_runs(store_url, lambda s: s.saga_counts()) == {"order": 3, "trip": 3, "bank": 4}
+    assert with_runs(store_url, lambda s: s.saga_names()) == ["bank", "order", "trip"]
 
 
 def test_cursor_text_round_trips_and_rejects_other_text() -> None:

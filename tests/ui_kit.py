@@ -149,7 +149,9 @@ DRIVEN: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
 async def _drive(kit: Kit, store: Store) -> None:
     registry = kit.registry()
     spec = load(kit.spec, registry=registry)
-    for run_id, extra, fail_at in DRIVEN.values():
+    for name, (run_id, extra, fail_at) in DRIVEN.items():
+        if name not in kit.runs:
+            continue
         data = {"order": "A-1", "card": SECRET, **extra}
         await run_saga(spec, data, store=store, registry=registry, run_id=run_id, fail_at=fail_at)
 
@@ -202,13 +204,14 @@ async def _unbuildable(store: Store) -> None:
     await store.append(run_id, [Event("saga.started", run_id, data={"saga": HOSTILE_SAGA, "input": {"x": HOSTILE}})])
 
 
-def make_kit(folder: Path) -> Kit:
-    """Write the files and a SQLite store holding one run of each kind."""
+def make_kit(folder: Path, hostile: bool = True) -> Kit:
+    """Write the files and a SQLite store holding one run of each kind (``hostile``: and the hostile ones)."""
     write_files(folder)
     url = f"sqlite:///{folder / 'journal.db'}"
-    kit = Kit(folder, url, {name: rid for name, (rid, _, _) in DRIVEN.items()})
+    kit = Kit(folder, url, {name: rid for name, (rid, _, _) in DRIVEN.items() if hostile or name != "hostile"})
     kit.runs["orphaned"] = "shop-orphaned"
-    kit.runs["broken"] = "broken-spec"
+    if hostile:
+        kit.runs["broken"] = "broken-spec"
 
     async def go() -> None:
         store = open_store(url)
@@ -216,7 +219,8 @@ def make_kit(folder: Path) -> Kit:
         try:
             await _drive(kit, store)
             await _orphan(kit, store)
-            await _unbuildable(store)
+            if hostile:
+                await _unbuildable(store)
         finally:
             await store.close()
 

@@ -221,3 +221,6 @@ class RunQueries(Protocol):
 
     async def saga_counts(self) -> dict[str, int]:
         """How many runs the store holds of each saga, by saga name."""
+
+    async def saga_names(self) -> list[str]:
+        """The names of the sagas the store has runs of, sorted (cheaper than counting them)."""

@@ -101,6 +101,10 @@ class MemoryStore:
             counts[r.saga] = counts.get(r.saga, 0) + 1
         return counts
 
+    async def saga_names(self) -> list[str]:
+        """The names of the sagas the store has runs of, sorted."""
+        return sorted(await self.saga_counts())
+
     async def append(
         self, run_id: str, events: Sequence[Event], status: str | None = None, epoch: int | None = None
     ) -> list[Event]:

@@ -41,7 +41,7 @@ from ..status import ACTIVE_RUN_STATUSES, status_after
 from .base import TERMINAL_STATES, RunCursor, RunFilter, RunPage, RunRecord, StaleEpochError
 from .leases import owner_is_dead
 from .migrations import LATEST_VERSION, SCHEMA_VERSION_DDL, check_version, pending
-from .queries import count_sql, saga_counts_sql, select_sql
+from .queries import count_sql, saga_counts_sql, saga_names_sql, select_sql
 
 try:  # psycopg is the optional extra `sagalang[postgres]`
     import psycopg
@@ -465,6 +465,16 @@ class PostgresStore:
             return counts
 
         return await self._with_conn(go, "counting runs")
+
+    async def saga_names(self) -> list[str]:
+        """The names of the sagas the store has runs of, sorted."""
+        sql, params = saga_names_sql("postgresql")
+
+        async def go(conn: Any) -> list[str]:
+            cur = await conn.execute(sql, params)
+            return [r[0] for r in await cur.fetchall()]
+
+        return await self._with_conn(go, "listing sagas")
 
     # ---- the journal ---------------------------------------------------------
 

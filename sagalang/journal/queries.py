@@ -22,7 +22,7 @@ from typing import Any, Literal
 from .base import RunCursor, RunFilter, RunRecord
 from .migrations import QUIET_PREDICATE
 
-__all__ = ["HOT_STATES", "count_sql", "matches", "order_key", "saga_counts_sql", "select_sql"]
+__all__ = ["HOT_STATES", "count_sql", "matches", "order_key", "saga_counts_sql", "saga_names_sql", "select_sql"]
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -129,6 +129,25 @@ def saga_counts_sql(dialect: Dialect) -> tuple[str, list[Any]]:
         selects.append(f"SELECT saga, count(*) FROM runs WHERE {part.cond} GROUP BY saga")
         params.extend(part.params)
     return " UNION ALL ".join(selects), params
+
+
+def saga_names_sql(dialect: Dialect) -> tuple[str, list[Any]]:
+    """One statement giving the distinct saga names, sorted.
+
+    The quiet part hops from name to name through ``runs_quiet_by_saga`` (a read per
+    saga, not per run); the runs in flight are few and read whole.
+    """
+    mark = _mark(dialect)
+    quiet, hot = _parts(RunFilter(), mark)
+    sql = (
+        f"WITH RECURSIVE names(saga) AS ("
+        f" SELECT (SELECT min(saga) FROM runs WHERE {quiet.cond})"
+        f" UNION ALL SELECT (SELECT min(saga) FROM runs WHERE {quiet.cond} AND saga > names.saga)"
+        f" FROM names WHERE names.saga IS NOT NULL)"
+        f" SELECT saga FROM names WHERE saga IS NOT NULL"
+        f" UNION SELECT saga FROM runs WHERE {hot.cond} ORDER BY saga"
+    )
+    return sql, [*quiet.params, *hot.params]
 
 
 def matches(rec: RunRecord, where: RunFilter) -> bool:

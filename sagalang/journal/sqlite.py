@@ -47,7 +47,7 @@ from ..status import status_after
 from .base import TERMINAL_STATES, RunCursor, RunFilter, RunPage, RunRecord, StaleEpochError
 from .leases import Lease, lease_is_live
 from .migrations import migrate_sqlite
-from .queries import count_sql, saga_counts_sql, select_sql
+from .queries import count_sql, saga_counts_sql, saga_names_sql, select_sql
 
 __all__ = ["SQLiteStore", "parse_sqlite_url"]
 
@@ -389,6 +389,15 @@ class SQLiteStore:
             for saga, n in conn.execute(sql, params):
                 counts[saga] = counts.get(saga, 0) + int(n)
             return counts
+
+        return await self._call(select, "read")
+
+    async def saga_names(self) -> list[str]:
+        """The names of the sagas the store has runs of, sorted."""
+        sql, params = saga_names_sql("sqlite")
+
+        def select(conn: sqlite3.Connection) -> list[str]:
+            return [name for (name,) in conn.execute(sql, params)]
 
         return await self._call(select, "read")
 

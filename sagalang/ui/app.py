@@ -43,7 +43,12 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        when=text.when, duration=text.duration, compact=text.compact, error_text=text.error_text, pretty=text.pretty
+        when=text.when,
+        duration=text.duration,
+        compact=text.compact,
+        error_text=text.error_text,
+        pretty=text.pretty,
+        shown_path=text.shown_path,
     )
     env.globals.update({name: getattr(urls, name) for name in urls.__all__})
     env.globals["timezone"] = text.timezone_name

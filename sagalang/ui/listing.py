@@ -191,7 +191,7 @@ async def runs_view(store: RunQueries, query: ListQuery) -> RunsView:
     where = query.filter()
     page = await store.query_runs(where, query.limit, query.after)
     counts = await store.count_runs(dataclasses.replace(where, statuses=()))
-    sagas = tuple(sorted(await store.saga_counts()))
+    sagas = tuple(await store.saga_names())
     return RunsView(query, tuple(run_row(r) for r in page.runs), _ordered_counts(counts), sagas, page.next)
 
 
@@ -232,8 +232,8 @@ INBOX: tuple[InboxSection, ...] = (
     InboxSection(
         "stuck_aborted",
         "Stuck and aborted",
-        "A step after the point of no return failed for good (stuck), or an undo did (aborted): fix the cause, "
-        "then redrive the run.",
+        "A step after the point of no return failed for good (stuck), or an undo did (aborted): the run stays "
+        "there until a person fixes the cause.",
         _needs_redrive,
     ),
     InboxSection(

@@ -9,7 +9,7 @@
 * **Hosts.** Bound to a loopback address, the server answers only requests
   naming a loopback host, so a page elsewhere cannot reach it by DNS rebinding.
 * **Headers.** A strict Content-Security-Policy (scripts, styles and images
-  from this server only; no inline script), no framing, no referrer, no caching.
+  from this server only; no inline script), no framing, no referrer to other sites, no caching.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def security_headers(response: Response, svg: bool = False) -> None:
     """Add the headers every response carries."""
     response.headers["Content-Security-Policy"] = SVG_CSP if svg else CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"  # no-referrer would make form posts say Origin: null
     response.headers["X-Frame-Options"] = "DENY"
     response.headers.setdefault("Cache-Control", "no-store")
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["compact", "duration", "error_text", "pretty", "timezone_name", "when"]
+__all__ = ["compact", "duration", "error_text", "pretty", "shown_path", "timezone_name", "when"]
 
 
 def when(t: float | None) -> str:
@@ -60,3 +61,12 @@ def pretty(value: Any) -> str:
     if value is None:
         return ""
     return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def shown_path(path: str) -> str:
+    """``path`` relative to the server's working directory when it lies inside it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive
+        return path
+    return path if rel.startswith("..") else rel
