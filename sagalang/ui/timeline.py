@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..events import Event
+from .text import duration
 
-__all__ = ["Bar", "Timeline", "timeline"]
+__all__ = ["Bar", "Box", "Timeline", "timeline"]
 
 # The event that ends an attempt -> how the bar reads.
 _END = {
@@ -37,6 +38,19 @@ class Bar:
     start: float
     end: float
     outcome: str  # succeeded, failed, compensated, compensation_failed, running, compensating
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """Where a bar is drawn (SVG user units) and what its tooltip says."""
+
+    step: str
+    css: str
+    x: float
+    y: float
+    w: float
+    h: float
+    title: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +79,30 @@ class Timeline:
     def w(self, bar: Bar, width: float) -> float:
         """How wide ``bar`` is drawn on an axis ``width`` wide (never thinner than a line)."""
         return max(round((bar.end - bar.start) / self.span * width, 2), 1.5)
+
+    def boxes(self, left: float, width: float, top: float, row: float) -> list[Box]:
+        """Every bar laid out: the axis starts at ``left`` and is ``width`` wide; rows are ``row`` high from ``top``.
+
+        An action fills the upper part of its step's row, an undo the lower part.
+        """
+        out = []
+        for b in self.bars:
+            undo = b.phase == "undo"
+            what = "undo" if undo else "action"
+            attempt = f", attempt {b.attempt}" if b.attempt else ""
+            took = duration(b.end - b.start) or "0 ms"
+            out.append(
+                Box(
+                    b.step,
+                    f"{b.phase} {b.outcome}",
+                    round(left + self.x(b.start, width), 2),
+                    top + row * self.index[b.step] + (row * 0.45 if undo else row * 0.05),
+                    self.w(b, width),
+                    row * (0.35 if undo else 0.45),
+                    f"{b.step}: {what}{attempt}, {b.outcome}, {took}",
+                )
+            )
+        return out
 
 
 def timeline(events: Iterable[Event]) -> Timeline:
