@@ -504,3 +504,22 @@ def test_store_queries_run_off_a_memory_store_too() -> None:
         assert c.get("/").status_code == 200 and "No runs." in c.get("/").text
         assert c.get("/sagas").status_code == 200 and c.get("/inbox").status_code == 200
         assert asyncio.iscoroutinefunction(store.query_runs)
+
+
+@pytest.mark.postgres
+def test_the_view_and_its_actions_over_postgresql(pg_url: str, tmp_path: Path) -> None:
+    kit = make_kit(tmp_path, hostile=False, url=pg_url)
+    with client_for(pg_url, allow_actions=True, plugins=(str(kit.plugin),)) as c:
+        listing = c.get("/")
+        assert listing.status_code == 200 and set(run_ids(listing.text)) == set(kit.runs.values())
+        assert set(run_ids(c.get("/?status=stuck&status=aborted").text)) == {kit.runs["stuck"], kit.runs["aborted"]}
+        page = c.get(run_url(kit.runs["compensated"])).text
+        assert 'id="undone">reserve<' in page and c.get(diagram_url(kit.runs["compensated"])).status_code == 200
+        assert {r["run_id"] for r in c.get("/api/inbox").json()["orphaned"]} == {kit.runs["orphaned"]}
+        assert c.get("/sagas").status_code == 200
+        url = act_url("cancel", kit.runs["orphaned"])
+        res = c.post(url, data={"reason": "over PostgreSQL", "csrf_token": _csrf(c, url)}, follow_redirects=False)
+        assert res.status_code == 303
+        assert not c.portal.call(c.app.state.ui.drivers.wait, 60.0)
+    record, events = stored(kit, kit.runs["orphaned"])
+    assert record.status == "cancelled" and events[-1].kind == "saga.cancelled"

@@ -74,3 +74,20 @@ def test_serves_until_interrupted(tmp_path: Path) -> None:
         out = proc.communicate(timeout=60)[1]
     assert proc.returncode == 0, out
     assert "Traceback" not in out
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [*SAGALANG, "ui", "--store", f"sqlite:///{tmp_path / 'j.db'}", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"sagalang: error: cannot listen on 127.0.0.1:{port}: Address already in use"

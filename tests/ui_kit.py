@@ -204,10 +204,13 @@ async def _unbuildable(store: Store) -> None:
     await store.append(run_id, [Event("saga.started", run_id, data={"saga": HOSTILE_SAGA, "input": {"x": HOSTILE}})])
 
 
-def make_kit(folder: Path, hostile: bool = True) -> Kit:
-    """Write the files and a SQLite store holding one run of each kind (``hostile``: and the hostile ones)."""
+def make_kit(folder: Path, hostile: bool = True, url: str | None = None) -> Kit:
+    """Write the files and a store (SQLite in ``folder`` unless ``url``) holding one run of each kind.
+
+    ``hostile``: and the runs with hostile text.
+    """
     write_files(folder)
-    url = f"sqlite:///{folder / 'journal.db'}"
+    url = url or f"sqlite:///{folder / 'journal.db'}"
     kit = Kit(folder, url, {name: rid for name, (rid, _, _) in DRIVEN.items() if hostile or name != "hostile"})
     kit.runs["orphaned"] = "shop-orphaned"
     if hostile:
