@@ -523,3 +523,52 @@ def test_the_view_and_its_actions_over_postgresql(pg_url: str, tmp_path: Path) -
         assert not c.portal.call(c.app.state.ui.drivers.wait, 60.0)
     record, events = stored(kit, kit.runs["orphaned"])
     assert record.status == "cancelled" and events[-1].kind == "saga.cancelled"
+
+
+@pytest.fixture
+def annotate() -> Iterator[str]:
+    """An action registered for the test alone: it asks for two fields and sends the operator to another run."""
+    from sagalang.ui.actions import ACTIONS, Action, ActionContext, Field, Outcome, register
+
+    async def perform(ctx: ActionContext) -> Outcome:
+        await ctx.journal("annotate", run_id="shop-completed")
+        return Outcome("annotated", run_id="shop-completed")
+
+    register(
+        Action(
+            "annotate",
+            "Annotate",
+            "Write a note about a step into another run's journal.",
+            lambda rec, drivers: None if rec.status == "stuck" else "only stuck runs",
+            perform,
+            fields=(
+                Field("step", "Step", choices=lambda rec: ["reserve", "charge"]),
+                Field("note", "Note", required=False, multiline=True),
+            ),
+        )
+    )
+    try:
+        yield "annotate"
+    finally:
+        del ACTIONS["annotate"]
+
+
+def test_an_action_with_fields_asks_for_them_and_checks_them(fresh_kit: Kit, annotate: str) -> None:
+    url = act_url(annotate, fresh_kit.runs["stuck"])
+    with client_for(fresh_kit.url, allow_actions=True) as c:
+        page = c.get(url).text
+        assert '<select name="step" id="field-step" required>' in page and '<option value="charge">' in page
+        assert '<textarea name="note" id="field-note" rows="4">' in page
+        assert 'id="action-annotate"' in c.get(run_url(fresh_kit.runs["stuck"])).text
+        assert 'id="action-annotate"' not in c.get(run_url(fresh_kit.runs["aborted"])).text
+        token = _csrf(c, url)
+        wrong = c.post(url, data={"reason": "r", "step": "ship", "csrf_token": token})
+        assert wrong.status_code == 400 and "step: &#39;ship&#39; is not one of the choices" in wrong.text
+        assert 'value="r"' not in wrong.text and ">r</textarea>" in wrong.text  # the reason is kept
+        done = c.post(
+            url, data={"reason": "r", "step": "charge", "note": HOSTILE, "csrf_token": token}, follow_redirects=False
+        )
+        assert done.status_code == 303 and done.headers["location"] == f"{run_url('shop-completed')}?done=annotate"
+    _, events = stored(fresh_kit, "shop-completed")
+    note = next(e for e in events if e.kind == OPERATOR_EVENT)
+    assert note.data["values"] == {"step": "charge", "note": HOSTILE} and note.data["action"] == "annotate"

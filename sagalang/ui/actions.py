@@ -8,6 +8,10 @@ reason typed on the confirmation page; then it acts.
 
 A run no live process drives is driven by this server, in the background, with
 the handlers it was started with (``--plugin``, ``[tool.sagalang] plugins``).
+
+An action that needs more than a reason (a step to start from, an event's
+data) declares :class:`Field` s: the confirmation page asks for them and the
+action reads them from :attr:`ActionContext.values`.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import asyncio
 import getpass
 import logging
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SagaError
@@ -32,6 +36,8 @@ __all__ = [
     "ActionContext",
     "ActionRefused",
     "Drivers",
+    "Field",
+    "Outcome",
     "available",
     "operator_id",
     "register",
@@ -69,17 +75,28 @@ class Drivers:
         task = self._tasks.get(run_id)
         return task is not None and not task.done()
 
-    def drive(self, run_id: str) -> None:
-        """Resume ``run_id`` here, in the background (cancelling compensates, as the journal says)."""
-        if not self.driving(run_id):
-            self._tasks[run_id] = asyncio.get_running_loop().create_task(self._drive(run_id), name=f"ui-drive-{run_id}")
+    def registry(self) -> Any:
+        """The handler registry runs are driven with."""
+        return self._registry()
 
-    async def _drive(self, run_id: str) -> None:
+    def drive(self, run_id: str, work: Callable[[], Awaitable[Any]] | None = None) -> None:
+        """Drive ``run_id`` here, in the background: ``work`` (default: resume it from its journal).
+
+        Resuming a run that was asked to cancel compensates it, as its journal says.
+        """
+        if not self.driving(run_id):
+            task = asyncio.get_running_loop().create_task(self._drive(run_id, work), name=f"ui-drive-{run_id}")
+            self._tasks[run_id] = task
+
+    async def _drive(self, run_id: str, work: Callable[[], Awaitable[Any]] | None) -> None:
         from ..interpreter import resume
 
         try:
-            result = await resume(run_id, store=self.store, registry=self._registry())
-            log.info("run %s: %s", run_id, result.status)
+            if work is None:
+                result = await resume(run_id, store=self.store, registry=self.registry())
+            else:
+                result = await work()
+            log.info("run %s: %s", run_id, getattr(result, "status", "done"))
         except LeaseHeldError:
             log.info("run %s: another process took it over; it will act on the journal", run_id)
         except SagaError as err:
@@ -105,6 +122,25 @@ class Drivers:
 
 
 @dataclass(frozen=True, slots=True)
+class Field:
+    """A value an action asks for on its confirmation page, besides the reason."""
+
+    name: str
+    label: str
+    choices: Callable[[RunRecord], list[str]] | None = None  # a list to pick from (else free text)
+    required: bool = True
+    multiline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an action did: a line for the log, and the run whose page to show next (None: the one acted on)."""
+
+    message: str
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ActionContext:
     """What an action acts with."""
 
@@ -114,11 +150,21 @@ class ActionContext:
     reason: str
     client: str | None
     drivers: Drivers
+    values: Mapping[str, str] = field(default_factory=dict)  # the action's fields, as the operator filled them
 
-    async def journal(self, action: str) -> None:
-        """Record the action in the run's journal, before it takes effect."""
-        data = {"action": action, "operator": self.operator, "reason": self.reason, "via": "ui", "client": self.client}
-        await self.store.append(self.record.run_id, [Event(OPERATOR_EVENT, self.record.run_id, data=data)])
+    async def journal(self, action: str, run_id: str | None = None) -> None:
+        """Record the action in the journal of ``run_id`` (default: the run acted on), before it takes effect."""
+        target = run_id or self.record.run_id
+        data: dict[str, Any] = {
+            "action": action,
+            "operator": self.operator,
+            "reason": self.reason,
+            "via": "ui",
+            "client": self.client,
+        }
+        if self.values:
+            data["values"] = dict(self.values)
+        await self.store.append(target, [Event(OPERATOR_EVENT, target, data=data)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +175,21 @@ class Action:
     label: str
     explain: str  # what the confirmation page says it will do
     refusal: Callable[[RunRecord, Drivers], str | None]  # why it does not apply to a run (None: it does)
-    perform: Callable[[ActionContext], Awaitable[str]]  # does it; returns what happened, for the operator
+    perform: Callable[[ActionContext], Awaitable[Outcome]]  # does it (raise ActionRefused if it cannot)
+    fields: tuple[Field, ...] = ()
+
+    def read(self, rec: RunRecord, form: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
+        """The values of this action's fields in ``form``, and what is wrong with them (None: nothing)."""
+        values: dict[str, str] = {}
+        for f in self.fields:
+            value = form.get(f.name, "").strip()
+            if not value and f.required:
+                return values, f"{f.label.lower()}: give a value"
+            if value and f.choices is not None and value not in f.choices(rec):
+                return values, f"{f.label.lower()}: {value!r} is not one of the choices"
+            if value:
+                values[f.name] = value
+        return values, None
 
 
 ACTIONS: dict[str, Action] = {}
@@ -157,7 +217,7 @@ def _cancel_refusal(rec: RunRecord, drivers: Drivers) -> str | None:
     return _unfinished(rec)
 
 
-async def _cancel(ctx: ActionContext) -> str:
+async def _cancel(ctx: ActionContext) -> Outcome:
     from ..interpreter import cancel, live_run
 
     rec = ctx.record
@@ -167,9 +227,9 @@ async def _cancel(ctx: ActionContext) -> str:
     if not await cancel(rec.run_id, store=ctx.store):
         raise ActionRefused("the run finished before the cancel took effect")
     if live_run(ctx.store, rec.run_id) is not None or ctx.drivers.driving(rec.run_id) or lease_is_live(rec):
-        return "cancel requested: the process driving the run stops it and compensates"
+        return Outcome("cancel requested: the process driving the run stops it and compensates")
     ctx.drivers.drive(rec.run_id)
-    return "cancel requested: no process drove the run, so this server compensates it"
+    return Outcome("cancel requested: no process drove the run, so this server compensates it")
 
 
 register(
@@ -199,11 +259,11 @@ def _resume_refusal(rec: RunRecord, drivers: Drivers) -> str | None:
     return None
 
 
-async def _resume(ctx: ActionContext) -> str:
+async def _resume(ctx: ActionContext) -> Outcome:
     rec = ctx.record
     await ctx.journal("resume")
     ctx.drivers.drive(rec.run_id)
-    return "resuming: this server took the run over and carries on from its journal"
+    return Outcome("resuming: this server took the run over and carries on from its journal")
 
 
 register(

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..plan import plans_to_json
 from .listing import inbox as load_inbox
 from .listing import parse_query, run_row, runs_view
-from .pages import load_view, saga_entries
-
-if TYPE_CHECKING:
-    from .app import UI
+from .pages import load_view, saga_entries, ui_of
 
 __all__ = ["inbox", "run", "runs", "sagas"]
 
 
-def _ui(request: Request) -> UI:
-    ui: UI = request.app.state.ui
-    return ui
-
-
 async def runs(request: Request) -> Response:
     """A page of runs with the counts per status (same filters as the list page)."""
-    ui = _ui(request)
+    ui = ui_of(request)
     query = parse_query(request.query_params.multi_items(), ui.config.page_size)
     return JSONResponse((await runs_view(ui.queries, query)).to_json())
 
@@ -38,7 +28,7 @@ async def run(request: Request) -> Response:
 
 async def inbox(request: Request) -> Response:
     """The runs that need a person, by section."""
-    return JSONResponse((await load_inbox(_ui(request).queries)).to_json())
+    return JSONResponse((await load_inbox(ui_of(request).queries)).to_json())
 
 
 async def sagas(request: Request) -> Response:
@@ -51,6 +41,6 @@ async def sagas(request: Request) -> Response:
             "plan": plans_to_json([e.plan])["sagas"][0] if e.plan is not None else None,
             "spec_error": e.loaded.error,
         }
-        for e in await saga_entries(_ui(request))
+        for e in await saga_entries(ui_of(request))
     ]
     return JSONResponse({"sagas": out})

@@ -90,15 +90,10 @@ class UI:
         return HTMLResponse(html, status_code=status_code)
 
 
-def _ui(request: Request) -> UI:
-    ui: UI = request.app.state.ui
-    return ui
-
-
 async def _error_page(request: Request, status: int, message: str) -> Response:
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": message}, status_code=status)
-    return _ui(request).page(request, "error.html", status_code=status, status=status, message=message)
+    return pages.ui_of(request).page(request, "error.html", status_code=status, status=status, message=message)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

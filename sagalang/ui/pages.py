@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,25 +32,29 @@ __all__ = [
     "inbox_page",
     "journal_part",
     "live_part",
+    "load_view",
     "run_diagram",
     "run_page",
     "runs_page",
     "saga_diagram",
     "saga_entries",
     "sagas_page",
+    "ui_of",
 ]
 
 MAX_FORM = 16 * 1024
+log = logging.getLogger("sagalang.ui")
 
 
-def _ui(request: Request) -> UI:
+def ui_of(request: Request) -> UI:
+    """The server's parts, from the request's application."""
     ui: UI = request.app.state.ui
     return ui
 
 
 async def _record(request: Request) -> RunRecord:
     run_id = request.path_params["run_id"]
-    rec = await _ui(request).store.get_run(run_id)
+    rec = await ui_of(request).store.get_run(run_id)
     if rec is None:
         raise HTTPException(404, f"no run {run_id!r} in this store")
     return rec
@@ -62,7 +67,7 @@ def _journal_filter(request: Request) -> JournalFilter:
 
 async def load_view(request: Request) -> tuple[RunRecord, RunView]:
     """The run the path names, folded and redacted for its page."""
-    ui = _ui(request)
+    ui = ui_of(request)
     rec = await _record(request)
     events = await ui.store.events(rec.run_id)
     loaded = await ui.specs.load(rec)
@@ -74,7 +79,7 @@ async def load_view(request: Request) -> tuple[RunRecord, RunView]:
 
 async def runs_page(request: Request) -> Response:
     """The runs list: counts per status, filters, one page of runs."""
-    ui = _ui(request)
+    ui = ui_of(request)
     query = parse_query(request.query_params.multi_items(), ui.config.page_size)
     view = await runs_view(ui.queries, query)
     return ui.page(request, "runs.html", view=view, query=query)
@@ -82,7 +87,7 @@ async def runs_page(request: Request) -> Response:
 
 async def inbox_page(request: Request) -> Response:
     """The runs that need a person."""
-    ui = _ui(request)
+    ui = ui_of(request)
     return ui.page(request, "inbox.html", inbox=await inbox(ui.queries))
 
 
@@ -111,7 +116,7 @@ async def saga_entries(ui: UI) -> list[SagaEntry]:
 
 async def sagas_page(request: Request) -> Response:
     """Every saga the store has runs of, with the diagram and the plan of its latest version."""
-    ui = _ui(request)
+    ui = ui_of(request)
     return ui.page(request, "sagas.html", sagas=await saga_entries(ui))
 
 
@@ -124,7 +129,7 @@ def _last_action(events: Sequence[Event]) -> Event | None:
 
 async def run_page(request: Request) -> Response:
     """A run: diagram, steps, timeline, input and output, journal; actions when they are on."""
-    ui = _ui(request)
+    ui = ui_of(request)
     rec, view = await load_view(request)
     actions = available(rec, ui.drivers) if ui.config.allow_actions else []
     done = _last_action(view.events) if request.query_params.get("done") else None
@@ -133,7 +138,7 @@ async def run_page(request: Request) -> Response:
 
 async def live_part(request: Request) -> Response:
     """The part of a run's page that refreshes while the run is live."""
-    ui = _ui(request)
+    ui = ui_of(request)
     rec, view = await load_view(request)
     actions = available(rec, ui.drivers) if ui.config.allow_actions else []
     return ui.page(request, "_live.html", rec=rec, view=view, actions=actions)
@@ -141,14 +146,14 @@ async def live_part(request: Request) -> Response:
 
 async def journal_part(request: Request) -> Response:
     """A run's journal table, filtered by the query string."""
-    ui = _ui(request)
+    ui = ui_of(request)
     _, view = await load_view(request)
     return ui.page(request, "_journal.html", view=view)
 
 
 async def run_diagram(request: Request) -> Response:
     """The run's diagram: the saga drawn with the run's state over it (SVG)."""
-    ui = _ui(request)
+    ui = ui_of(request)
     rec = await _record(request)
     loaded = await ui.specs.load(rec)
     events = redacted_events(rec, await ui.store.events(rec.run_id), loaded)
@@ -158,7 +163,7 @@ async def run_diagram(request: Request) -> Response:
 
 async def saga_diagram(request: Request) -> Response:
     """The diagram of the saga a run ran (SVG)."""
-    ui = _ui(request)
+    ui = ui_of(request)
     return Response(await ui.specs.saga_diagram(await _record(request)), media_type="image/svg+xml")
 
 
@@ -166,7 +171,7 @@ async def saga_diagram(request: Request) -> Response:
 
 
 def _action(request: Request) -> Action:
-    if not _ui(request).config.allow_actions:
+    if not ui_of(request).config.allow_actions:
         raise HTTPException(403, "actions are off: start the server with `sagalang ui --allow-actions`")
     action = ACTIONS.get(request.path_params["action"])
     if action is None:
@@ -175,9 +180,13 @@ def _action(request: Request) -> Action:
 
 
 def _confirm(
-    request: Request, rec: RunRecord, status: int = 200, error: str | None = None, reason: str = ""
+    request: Request,
+    rec: RunRecord,
+    status: int = 200,
+    error: str | None = None,
+    form: dict[str, str] | None = None,
 ) -> Response:
-    ui = _ui(request)
+    ui = ui_of(request)
     action = _action(request)
     cookie = ui.guard.csrf_cookie(request)
     refusal = action.refusal(rec, ui.drivers)
@@ -189,7 +198,7 @@ def _confirm(
         action=action,
         refusal=refusal,
         error=error,
-        reason=reason,
+        form=form or {},
         csrf_field=CSRF_FIELD,
         csrf=ui.guard.csrf_token(cookie),
         max_reason=MAX_REASON,
@@ -216,7 +225,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 async def do_action(request: Request) -> Response:
     """Perform an action confirmed on its page (CSRF-checked, journaled with operator and reason)."""
-    ui = _ui(request)
+    ui = ui_of(request)
     action = _action(request)
     form = await _form(request)
     problem = ui.guard.csrf_problem(request, form.get(CSRF_FIELD))
@@ -224,15 +233,20 @@ async def do_action(request: Request) -> Response:
         raise HTTPException(403, problem)
     rec = await _record(request)
     reason = " ".join(form.get("reason", "").split())
+    form["reason"] = reason[:MAX_REASON]
     if not reason or len(reason) > MAX_REASON:
         why = "give a reason" if not reason else f"the reason is longer than {MAX_REASON} characters"
-        return _confirm(request, rec, 400, why, reason[:MAX_REASON])
-    refusal = action.refusal(rec, ui.drivers)
-    if refusal is not None:
+        return _confirm(request, rec, 400, why, form)
+    values, wrong = action.read(rec, form)
+    if wrong is not None:
+        return _confirm(request, rec, 400, wrong, form)
+    if action.refusal(rec, ui.drivers) is not None:
         return _confirm(request, rec, 409)
     client = request.client.host if request.client else None
+    context = ActionContext(ui.store, rec, operator_id(), reason, client, ui.drivers, values)
     try:
-        await action.perform(ActionContext(ui.store, rec, operator_id(), reason, client, ui.drivers))
+        outcome = await action.perform(context)
     except ActionRefused as err:
         return _confirm(request, rec, 409, str(err))
-    return RedirectResponse(f"{run_url(rec.run_id)}?done={action.name}", status_code=303)
+    log.info("run %s: %s by %s: %s", rec.run_id, action.name, context.operator, outcome.message)
+    return RedirectResponse(f"{run_url(outcome.run_id or rec.run_id)}?done={action.name}", status_code=303)
