@@ -172,7 +172,7 @@ def test_run_page_shows_state_steps_timeline_journal(client: TestClient, kit: Ki
 def test_live_runs_refresh_and_finished_ones_stop(client: TestClient, kit: Kit) -> None:
     live = client.get(live_url(kit.runs["orphaned"]))
     assert live.status_code == 200 and live.text.lstrip().startswith('<section id="live"')
-    assert f'hx-get="{live_url(kit.runs["orphaned"])}" hx-trigger="every 2.0s" hx-swap="outerHTML"' in live.text
+    assert f'hx-get="{live_url(kit.runs["orphaned"])}" hx-trigger="every 2000ms" hx-swap="outerHTML"' in live.text
     done = client.get(live_url(kit.runs["completed"]))
     assert "hx-trigger" not in done.text and "<html" not in done.text
 

@@ -249,20 +249,24 @@ def test_cancelling_a_live_run_from_the_browser(served: tuple[Kit, str], page: A
     )
     try:
         _wait_until_live(kit, run_id, driver)
-        page.goto(f"{base}/runs/{run_id}")
+        page.goto(f"{base}/runs/{run_id}")  # this page is never reloaded: what it shows later came by polling
         assert page.inner_text("#status") == "running"
-        assert page.get_attribute("#live", "hx-trigger") == "every 2.0s"  # it refreshes while live
-        page.click("#action-cancel")
-        page.wait_for_selector("#confirm-form")
-        page.fill("#reason", "the customer withdrew the order")
-        page.screenshot(path=str(shots / "ui-confirm-cancel.png"))
-        page.click("#confirm")
-        page.wait_for_selector("#done")
-        assert "the customer withdrew the order" in page.inner_text("#done")
-        # The driving process notices the request and compensates; the page follows by itself.
+        assert page.get_attribute("#live", "hx-trigger") == "every 2000ms"  # it refreshes while live
+        actor = page.context.new_page()
+        actor.goto(f"{base}/runs/{run_id}")
+        actor.click("#action-cancel")
+        actor.wait_for_selector("#confirm-form")
+        actor.fill("#reason", "the customer withdrew the order")
+        actor.screenshot(path=str(shots / "ui-confirm-cancel.png"))
+        actor.click("#confirm")
+        actor.wait_for_selector("#done")
+        assert "the customer withdrew the order" in actor.inner_text("#done")
+        # The driving process notices the request and compensates; the first page follows by itself.
         page.wait_for_function("() => document.querySelector('#status').textContent === 'cancelled'", timeout=60_000)
         assert page.get_attribute("#live", "hx-trigger") is None  # and stops refreshing
-        page.screenshot(path=str(shots / "ui-run-cancelled.png"), full_page=True)
+        assert page.get_attribute('#steps tr[data-step="prepare"]', "data-status") == "compensated"
+        actor.goto(f"{base}/runs/{run_id}?done=cancel")
+        actor.screenshot(path=str(shots / "ui-run-cancelled.png"), full_page=True)
         _, err = driver.communicate(timeout=60)
     finally:
         if driver.poll() is None:
