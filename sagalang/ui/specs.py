@@ -111,7 +111,8 @@ def _draw(loaded: LoadedSpec, state: RunState | None) -> bytes:
 class Specs:
     """The cache of rebuilt specs, plans and diagrams for one server."""
 
-    def __init__(self, specs: int = 32, diagrams: int = 128) -> None:
+    def __init__(self, specs: int = 32, diagrams: int = 32) -> None:
+        # The SVG of a 500-step saga is about 800 KB, so 32 diagrams keep at most some 25 MB.
         self._specs: _LRU[tuple[str, str, str], LoadedSpec] = _LRU(specs)
         self._diagrams: _LRU[tuple[Hashable, ...], bytes] = _LRU(diagrams)
         self._plans: _LRU[tuple[str, str, str], SagaPlan | None] = _LRU(specs)
