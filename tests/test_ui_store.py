@@ -248,3 +248,39 @@ def test_opening_a_version_1_journal_adds_the_listing_indexes(tmp_path: Path) ->
     assert version == LATEST_VERSION and ids == ["old-1"]
     names = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"runs_quiet_by_update", "runs_quiet_by_status", "runs_quiet_by_saga"} <= names
+
+
+def test_appending_to_a_run_in_flight_writes_no_more_pages_for_the_listing_indexes(tmp_path: Path) -> None:
+    """The listing indexes cost a run in flight nothing: its appends dirty as many WAL pages with them as without.
+
+    (A plain index on updated_at would add a page to every commit: the control at the end shows it.)
+    """
+    from sagalang.events import Event
+
+    path = tmp_path / "journal.db"
+
+    async def body(store: Any) -> list[float]:
+        for i in range(300):
+            await store.create_run(_record(f"done-{i:04d}", "order", "completed", 100.0 + i))
+        await store.create_run(_record("live", "order", "running", 1000.0))
+        pages = []
+        for change in (
+            "",
+            "DROP INDEX runs_quiet_by_update; DROP INDEX runs_quiet_by_status; DROP INDEX runs_quiet_by_saga",
+            "CREATE INDEX plain_by_update ON runs (updated_at, run_id)",
+        ):
+            side = sqlite3.connect(path)
+            side.executescript(change)
+            side.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            side.close()
+            for _ in range(40):
+                await store.append("live", [Event("step.started", "live", step="a", attempt=1, data={"k": "v"})])
+            frames = (path.with_name(path.name + "-wal").stat().st_size - 32) / (4096 + 24)
+            pages.append(frames / 40)
+        return pages
+
+    from sagalang.journal import run_with_store
+
+    with_indexes, without, plain = run_with_store(open_store(f"sqlite:///{path}"), body)
+    assert with_indexes == without
+    assert plain >= without + 1
