@@ -23,9 +23,9 @@ import pytest
 from ui_kit import Kit, make_kit
 
 from sagalang.journal import open_store, run_with_store
+from sagalang.operations import lease_is_live
 from sagalang.render import STATUS_FILL
 from sagalang.ui.actions import OPERATOR_EVENT
-from sagalang.ui.liveness import lease_is_live
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..status import RunStatus
 from .base import RunCursor, RunFilter, RunRecord
 from .migrations import QUIET_PREDICATE
 
@@ -28,7 +29,7 @@ Dialect = Literal["sqlite", "postgresql"]
 
 _ORDER = "ORDER BY updated_at DESC, run_id DESC"
 # The statuses a driver appends in: the runs QUIET_PREDICATE leaves out.
-HOT_STATES = ("running", "compensating")
+HOT_STATES: tuple[str, ...] = (str(RunStatus.RUNNING), str(RunStatus.COMPENSATING))
 
 
 def _mark(dialect: Dialect) -> str:

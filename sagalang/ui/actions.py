@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import SagaError
 from ..events import Event
 from ..journal.base import TERMINAL_STATES, LeaseHeldError, RunRecord, Store
-from .liveness import lease_is_live
+from ..operations import cancel_run, lease_is_live, resume_run
 
 __all__ = [
     "ACTIONS",
@@ -79,24 +79,16 @@ class Drivers:
         """The handler registry runs are driven with."""
         return self._registry()
 
-    def drive(self, run_id: str, work: Callable[[], Awaitable[Any]] | None = None) -> None:
-        """Drive ``run_id`` here, in the background: ``work`` (default: resume it from its journal).
-
-        Resuming a run that was asked to cancel compensates it, as its journal says.
-        """
+    def drive(self, run_id: str, work: Callable[[], Awaitable[object]]) -> None:
+        """Do ``work`` (which drives ``run_id``) here in the background, unless this server drives it already."""
         if not self.driving(run_id):
             task = asyncio.get_running_loop().create_task(self._drive(run_id, work), name=f"ui-drive-{run_id}")
             self._tasks[run_id] = task
 
-    async def _drive(self, run_id: str, work: Callable[[], Awaitable[Any]] | None) -> None:
-        from ..interpreter import resume
-
+    async def _drive(self, run_id: str, work: Callable[[], Awaitable[object]]) -> None:
         try:
-            if work is None:
-                result = await resume(run_id, store=self.store, registry=self.registry())
-            else:
-                result = await work()
-            log.info("run %s: %s", run_id, getattr(result, "status", "done"))
+            await work()
+            log.info("run %s: this server has done its part", run_id)
         except LeaseHeldError:
             log.info("run %s: another process took it over; it will act on the journal", run_id)
         except SagaError as err:
@@ -222,14 +214,14 @@ async def _cancel(ctx: ActionContext) -> Outcome:
 
     rec = ctx.record
     await ctx.journal("cancel")
-    # Flags the run in the store (its driver, wherever it is, polls the flag) and interrupts a run this
-    # process drives at once.
-    if not await cancel(rec.run_id, store=ctx.store):
-        raise ActionRefused("the run finished before the cancel took effect")
-    if live_run(ctx.store, rec.run_id) is not None or ctx.drivers.driving(rec.run_id) or lease_is_live(rec):
-        return Outcome("cancel requested: the process driving the run stops it and compensates")
-    ctx.drivers.drive(rec.run_id)
-    return Outcome("cancel requested: no process drove the run, so this server compensates it")
+    if live_run(ctx.store, rec.run_id) is not None:  # this process drives it: interrupt it at once
+        await cancel(rec.run_id, store=ctx.store)
+        return Outcome("cancel requested: this server drives the run and compensates it")
+    # The library's cancel, off the request: it records the request, and drives the run here
+    # (compensating it) when no live process does; a live driver sees the request and compensates.
+    store, registry = ctx.store, ctx.drivers.registry()
+    ctx.drivers.drive(rec.run_id, lambda: cancel_run(store, rec.run_id, registry, wait=False, on_note=log.info))
+    return Outcome("cancel requested")
 
 
 register(
@@ -262,7 +254,8 @@ def _resume_refusal(rec: RunRecord, drivers: Drivers) -> str | None:
 async def _resume(ctx: ActionContext) -> Outcome:
     rec = ctx.record
     await ctx.journal("resume")
-    ctx.drivers.drive(rec.run_id)
+    store, registry = ctx.store, ctx.drivers.registry()
+    ctx.drivers.drive(rec.run_id, lambda: resume_run(store, rec.run_id, registry, on_note=log.info))
     return Outcome("resuming: this server took the run over and carries on from its journal")
 
 

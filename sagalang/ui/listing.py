@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from ..journal.base import RUN_STATES, RunCursor, RunFilter, RunPage, RunQueries, RunRecord
 from ..journal.queries import HOT_STATES
-from .liveness import is_orphaned
+from ..operations import is_orphaned
 
 __all__ = [
     "INBOX",
