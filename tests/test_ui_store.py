@@ -284,3 +284,25 @@ def test_appending_to_a_run_in_flight_writes_no_more_pages_for_the_listing_index
     with_indexes, without, plain = run_with_store(open_store(f"sqlite:///{path}"), body)
     assert with_indexes == without
     assert plain >= without + 1
+
+
+def test_a_sqlite_store_takes_a_page_cache_size(tmp_path: Path) -> None:
+    from sagalang.errors import StoreError
+    from sagalang.journal import run_with_store
+    from sagalang.journal.sqlite import SQLiteStore
+    from sagalang.ui.app import reading_url
+
+    async def cache_kib(store: Any) -> int:
+        return int(store._conn.execute("PRAGMA cache_size").fetchone()[0])
+
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    assert run_with_store(SQLiteStore(url + "?cache_mib=8"), cache_kib) == -8 * 1024
+    assert run_with_store(SQLiteStore(url), cache_kib) == -2000  # SQLite's own default
+    for bad in ("0", "x", "1.5", "100000"):
+        with pytest.raises(StoreError, match="cache_mib must be a whole number"):
+            SQLiteStore(f"{url}?cache_mib={bad}")
+    # The web view reads with a larger cache, unless the URL says otherwise.
+    assert reading_url(url) == url + "?cache_mib=64"
+    assert reading_url(url + "?timeout=2") == url + "?timeout=2&cache_mib=64"
+    assert reading_url(url + "?cache_mib=4") == url + "?cache_mib=4"
+    assert reading_url("memory:") == "memory:"
