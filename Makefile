@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SAGALANG_TEST_POSTGRES_DSN ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test test-slow lint typecheck pytest graphviz venv clean docs bench vsix
+.PHONY: demo test test-slow lint typecheck pytest graphviz venv clean docs bench vsix chromium vendor-htmx ui-screenshots
 
 venv: $(STAMP)
 
@@ -25,6 +25,30 @@ graphviz:
 	      || echo "warning: could not install graphviz; SVG/PNG tests will fail"; \
 	  else echo "warning: Graphviz 'dot' not found and apt-get is not usable; install graphviz"; fi; }
 
+# The web view's browser tests drive Debian's Chromium (a browser cannot be downloaded here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium with apt-get"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "warning: could not install chromium; the browser tests will fail under CI=true"; \
+	  else echo "warning: chromium not found and apt-get is not usable; install chromium for the browser tests"; fi; }
+
+# The web view serves htmx from the package (no CDN): refresh it from npm with
+# `make vendor-htmx HTMX_VERSION=x.y.z`; sagalang/ui/static/VENDORED.txt records what is there.
+HTMX_VERSION ?= 2.0.11
+vendor-htmx:
+	@tmp=$$(mktemp -d) && (cd $$tmp && npm pack -q htmx.org@$(HTMX_VERSION) >/dev/null && tar xzf htmx.org-$(HTMX_VERSION).tgz) && \
+	  cp $$tmp/package/dist/htmx.min.js sagalang/ui/static/htmx.min.js && \
+	  cp $$tmp/package/LICENSE sagalang/ui/static/htmx.LICENSE && \
+	  license=$$(node -p "require('$$tmp/package/package.json').license") && rm -rf $$tmp && \
+	  echo "htmx.min.js: htmx.org $(HTMX_VERSION) from npm (dist/htmx.min.js), licence $$license (htmx.LICENSE); refresh: make vendor-htmx HTMX_VERSION=x.y.z" \
+	    > sagalang/ui/static/VENDORED.txt && cat sagalang/ui/static/VENDORED.txt
+
+# docs/img/ui-*.png, the screenshots of docs/ui.md: the browser tests take them.
+ui-screenshots: $(STAMP) graphviz chromium
+	SAGALANG_UI_SCREENSHOTS=$(CURDIR)/docs/img $(BIN)/pytest -q -p no:xdist tests/test_ui_browser.py
+
 # An example end to end on the embedded SQLite store (.sagalang/): check it, show its
 # plan, run it once to completion and once with an injected failure that shows the
 # compensation (exit 1 = compensated, as expected), then list the runs the store kept.
@@ -34,6 +58,9 @@ demo: $(STAMP)
 	$(BIN)/sagalang run specs/examples/order.saga --input specs/examples/order.input.json
 	$(BIN)/sagalang run specs/examples/order.saga --input specs/examples/order.input.json --fail-at ship || test $$? -eq 1
 	$(BIN)/sagalang list
+	@echo
+	@echo "See these runs in a browser: $(BIN)/sagalang ui   (then open http://127.0.0.1:8765/)"
+	@echo "  needs the ui extra, which .venv has; elsewhere: pip install 'sagalang[ui]'"
 
 LINTED := sagalang tests bench scripts docs/tutorial docs/testing docs/examples specs/examples/handlers
 
@@ -44,14 +71,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict sagalang
 
-pytest: $(STAMP) graphviz
+pytest: $(STAMP) graphviz chromium
 	$(BIN)/pytest -q -n 2
 
 # The whole suite: lint, types, tests (the docs site is built strictly inside the tests).
 test: lint typecheck pytest
 
 # The long crash matrix (every example, a failure injected at each step) and hook-env builds.
-test-slow: $(STAMP) graphviz
+test-slow: $(STAMP) graphviz chromium
 	$(BIN)/pytest -q -n 2 -m slow
 
 # Every benchmark with the peers installed in their own environment (bench/.venv):
@@ -60,7 +87,7 @@ BENCH_VENV := bench/.venv
 $(BENCH_VENV)/.installed: pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install -q -e '.[postgres,lsp]' transitions python-statemachine sismic dbos matplotlib
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[postgres,lsp,ui]' transitions python-statemachine sismic dbos matplotlib
 	touch $@
 
 bench: $(BENCH_VENV)/.installed graphviz

@@ -132,6 +132,18 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
     rss = _get(lsp, "memory", "rss_mb")
     if rss is not None:
         row("… the server's memory with the examples open", "report", f"{rss:.0f} MB", None)
+    ui = r.get("ui", {})
+    if ui.get("list"):
+        median = ui["list"]["median"]
+        row(
+            f"web view: runs list over {ui.get('runs', 0):,} runs in SQLite (server time)",
+            "< 100 ms",
+            _ms(median),
+            median < 0.1,
+        )
+    if ui.get("run_page"):
+        median = ui["run_page"]["median"]
+        row(f"web view: page of a {ui.get('steps', 0)}-step run (server time)", "< 300 ms", _ms(median), median < 0.3)
     return rows
 
 
@@ -243,7 +255,7 @@ def write_page(results: dict[str, Any], tables: dict[str, str]) -> None:
         "",
         "Reproduce: `make bench` (all of it, about ten minutes), or one benchmark:",
         "`python bench/bench_language.py` (likewise `bench_interpreter`, `bench_durable`,",
-        "`bench_postgres`, `bench_testing`, `bench_lsp`). The figures land in `bench/results.json`.",
+        "`bench_postgres`, `bench_testing`, `bench_lsp`, `bench_ui`). The figures land in `bench/results.json`.",
         "",
         f"Machine: Python {machine.get('python', '?')} ({machine.get('implementation', '?')}), "
         f"{machine.get('cpus', '?')} CPUs, {machine.get('platform', '?')}.",
@@ -266,6 +278,7 @@ def write_page(results: dict[str, Any], tables: dict[str, str]) -> None:
         "bench_postgres": "PostgreSQL workers",
         "bench_testing": "`sagalang test`",
         "bench_lsp": "Editor: `sagalang lsp`",
+        "bench_ui": "Web view (`sagalang ui`)",
     }
     for name, title in titles.items():
         out = tables.get(name)

@@ -20,7 +20,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["bench_language", "bench_interpreter", "bench_durable", "bench_postgres", "bench_testing", "bench_lsp"]
+BENCHES = [
+    "bench_language",
+    "bench_interpreter",
+    "bench_durable",
+    "bench_postgres",
+    "bench_testing",
+    "bench_lsp",
+    "bench_ui",
+]
 TITLES = {
     "bench_language": "Language: parse + validate",
     "bench_interpreter": "Interpreter: per-step cost and concurrency",
@@ -28,6 +36,7 @@ TITLES = {
     "bench_postgres": "PostgreSQL workers",
     "bench_testing": "`sagalang test`",
     "bench_lsp": "Editor: `sagalang lsp`",
+    "bench_ui": "Web view (`sagalang ui`)",
 }
 
 

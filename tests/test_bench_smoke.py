@@ -13,7 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["bench_language", "bench_interpreter", "bench_durable", "bench_testing", "bench_lsp"])
+@pytest.mark.parametrize(
+    "name", ["bench_language", "bench_interpreter", "bench_durable", "bench_testing", "bench_lsp", "bench_ui"]
+)
 def test_benchmark_runs_quick(name: str) -> None:
     results = ROOT / "bench" / "results.json"
     before = results.read_bytes() if results.exists() else None

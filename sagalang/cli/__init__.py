@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "worker": "sagalang.cli.cmd_worker:worker",
     "migrate": "sagalang.cli.cmd_worker:migrate",
     "lsp": "sagalang.cli.cmd_lsp:lsp",
+    "ui": "sagalang.cli.cmd_ui:ui",
 }
 # Commands that read specs, answer and end: no cycles to collect (see common.paused_gc).
 SPEC_ONLY = frozenset({"validate", "fmt", "plan", "export", "render"})

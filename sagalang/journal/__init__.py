@@ -8,13 +8,28 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ..errors import StoreError
-from .base import RUN_STATES, TERMINAL_STATES, LeaseHeldError, RunRecord, StaleEpochError, Store
+from .base import (
+    RUN_STATES,
+    TERMINAL_STATES,
+    LeaseHeldError,
+    RunCursor,
+    RunFilter,
+    RunPage,
+    RunQueries,
+    RunRecord,
+    StaleEpochError,
+    Store,
+)
 
 __all__ = [
     "DEFAULT_STORE_URL",
     "RUN_STATES",
     "TERMINAL_STATES",
     "LeaseHeldError",
+    "RunCursor",
+    "RunFilter",
+    "RunPage",
+    "RunQueries",
     "RunRecord",
     "StaleEpochError",
     "Store",

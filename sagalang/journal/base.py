@@ -8,6 +8,7 @@ Leases with a fencing epoch make sure only one process drives a run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -20,7 +21,11 @@ __all__ = [
     "RUN_STATES",
     "TERMINAL_STATES",
     "LeaseHeldError",
+    "RunCursor",
     "RunExistsError",
+    "RunFilter",
+    "RunPage",
+    "RunQueries",
     "RunRecord",
     "StaleEpochError",
     "Store",
@@ -147,3 +152,75 @@ class WorkerStore(Store, Protocol):
 
         Ends with :class:`StoreError` when the connection is lost; the caller listens again.
         """
+
+
+# ---- an optional ability: filtered, counted, keyset-paginated listings ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a query selects; a field left empty does not filter.
+
+    ``updated_from`` is inclusive and ``updated_to`` exclusive (Unix seconds of
+    the run's last update); ``id_contains`` matches a plain substring of the run id.
+    """
+
+    statuses: tuple[str, ...] = ()
+    saga: str | None = None
+    id_contains: str | None = None
+    updated_from: float | None = None
+    updated_to: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunCursor:
+    """A position in the runs ordered by last update, newest first: the last run a page showed.
+
+    Keyset pagination: the next page is the runs strictly after ``(updated_at, run_id)``
+    in that order, so a page costs the same however deep it is.
+    """
+
+    updated_at: float
+    run_id: str
+
+    def encode(self) -> str:
+        """The cursor as URL-safe text (:meth:`decode` reads it back exactly)."""
+        return f"{self.updated_at!r}_{self.run_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> RunCursor:
+        """The cursor :meth:`encode` wrote; ValueError for anything else."""
+        head, sep, run_id = text.partition("_")
+        at = float(head) if sep else math.nan
+        if not math.isfinite(at):
+            raise ValueError(f"not a run cursor: {text!r}")
+        return cls(at, run_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of a listing and where the next one starts (None on the last page)."""
+
+    runs: tuple[RunRecord, ...]
+    next: RunCursor | None = None
+
+
+@runtime_checkable
+class RunQueries(Protocol):
+    """Listings for a view over many runs; the memory, SQLite and PostgreSQL stores offer them.
+
+    Runs are ordered by last update, newest first (ties by run id, descending);
+    the SQL stores serve every query from an index on that order.
+    """
+
+    async def query_runs(self, where: RunFilter, limit: int, after: RunCursor | None = None) -> RunPage:
+        """Up to ``limit`` runs matching ``where`` that come after ``after`` in the order."""
+
+    async def count_runs(self, where: RunFilter) -> dict[str, int]:
+        """How many runs matching ``where`` are in each status (statuses with none are left out)."""
+
+    async def saga_counts(self) -> dict[str, int]:
+        """How many runs the store holds of each saga, by saga name."""
+
+    async def saga_names(self) -> list[str]:
+        """The names of the sagas the store has runs of, sorted (cheaper than counting them)."""

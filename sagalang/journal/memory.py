@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from ..errors import StoreError
 from ..events import Event
 from ..status import status_after
-from .base import TERMINAL_STATES, RunRecord, StaleEpochError
+from .base import TERMINAL_STATES, RunCursor, RunFilter, RunPage, RunRecord, StaleEpochError
 from .leases import lease_is_live
+from .queries import matches, order_key
 
 __all__ = ["MemoryStore"]
 
@@ -71,6 +72,38 @@ class MemoryStore:
         if status is not None:
             runs = [r for r in runs if r.status == status]
         return runs if limit is None else runs[:limit]
+
+    def _matching(self, where: RunFilter) -> list[RunRecord]:
+        return [r for r in map(self._record, list(self._runs)) if r is not None and matches(r, where)]
+
+    async def query_runs(self, where: RunFilter, limit: int, after: RunCursor | None = None) -> RunPage:
+        """Up to ``limit`` runs matching ``where`` after ``after``, last updated first."""
+        runs = self._matching(where)
+        if after is not None:
+            edge = (after.updated_at, after.run_id)
+            runs = [r for r in runs if order_key(r) < edge]
+        runs.sort(key=order_key, reverse=True)
+        page = tuple(runs[:limit])
+        more = len(runs) > limit and bool(page)
+        return RunPage(page, RunCursor(page[-1].updated_at, page[-1].run_id) if more else None)
+
+    async def count_runs(self, where: RunFilter) -> dict[str, int]:
+        """How many runs matching ``where`` are in each status."""
+        counts: dict[str, int] = {}
+        for r in self._matching(where):
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return counts
+
+    async def saga_counts(self) -> dict[str, int]:
+        """How many runs of each saga the store holds."""
+        counts: dict[str, int] = {}
+        for r in self._matching(RunFilter()):
+            counts[r.saga] = counts.get(r.saga, 0) + 1
+        return counts
+
+    async def saga_names(self) -> list[str]:
+        """The names of the sagas the store has runs of, sorted."""
+        return sorted(await self.saga_counts())
 
     async def append(
         self, run_id: str, events: Sequence[Event], status: str | None = None, epoch: int | None = None

@@ -18,6 +18,7 @@ from ..errors import StoreError
 __all__ = [
     "LATEST_VERSION",
     "MIGRATIONS",
+    "QUIET_PREDICATE",
     "SCHEMA_VERSION_DDL",
     "Migration",
     "check_version",
@@ -125,7 +126,24 @@ _V1_POSTGRES = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "runs, events", _V1_SQLITE, _V1_POSTGRES),)
+# Listings by last update (the web view's runs list). updated_at changes with every append,
+# and an index holding it costs every append an index write (on SQLite one more WAL page
+# per commit). So these indexes hold only the runs no process is appending to: finished,
+# queued (and any other status but the two a driver writes in), and a run being driven
+# pays nothing; the few runs in flight are found through runs_by_status. A query must
+# repeat QUIET_PREDICATE word for word (sagalang.journal.queries does) for the planner
+# to use these indexes.
+QUIET_PREDICATE = "(status <> 'running' AND status <> 'compensating')"
+_V2_INDEXES = (
+    f"CREATE INDEX runs_quiet_by_update ON runs (updated_at, run_id, status, saga) WHERE {QUIET_PREDICATE}",
+    f"CREATE INDEX runs_quiet_by_status ON runs (status, updated_at, run_id) WHERE {QUIET_PREDICATE}",
+    f"CREATE INDEX runs_quiet_by_saga ON runs (saga, updated_at, run_id, status) WHERE {QUIET_PREDICATE}",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "runs, events", _V1_SQLITE, _V1_POSTGRES),
+    Migration(2, "indexes for listing runs by last update", _V2_INDEXES, _V2_INDEXES),
+)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

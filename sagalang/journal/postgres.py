@@ -38,9 +38,10 @@ from typing import Any, TypeVar
 from ..errors import StoreError
 from ..events import Event
 from ..status import ACTIVE_RUN_STATUSES, status_after
-from .base import TERMINAL_STATES, RunRecord, StaleEpochError
+from .base import TERMINAL_STATES, RunCursor, RunFilter, RunPage, RunRecord, StaleEpochError
 from .leases import owner_is_dead
 from .migrations import LATEST_VERSION, SCHEMA_VERSION_DDL, check_version, pending
+from .queries import count_sql, saga_counts_sql, saga_names_sql, select_sql
 
 try:  # psycopg is the optional extra `sagalang[postgres]`
     import psycopg
@@ -427,12 +428,53 @@ class PostgresStore:
 
     async def count_by_status(self) -> dict[str, int]:
         """How many runs are in each status (for monitoring and tests)."""
+        return await self.count_runs(RunFilter())
+
+    async def query_runs(self, where: RunFilter, limit: int, after: RunCursor | None = None) -> RunPage:
+        """Up to ``limit`` runs matching ``where`` after ``after``, last updated first (indexed reads)."""
+        sql, params = select_sql(where, after, int(limit) + 1, _RUN_COLUMNS, "postgresql")
+
+        async def go(conn: Any) -> RunPage:
+            cur = await conn.execute(sql, params)
+            rows = await cur.fetchall()
+            page = tuple(_row_to_run(r) for r in rows[:limit])
+            more = len(rows) > limit and bool(page)
+            return RunPage(page, RunCursor(page[-1].updated_at, page[-1].run_id) if more else None)
+
+        return await self._with_conn(go, "listing runs")
+
+    async def count_runs(self, where: RunFilter) -> dict[str, int]:
+        """How many runs matching ``where`` are in each status."""
+        sql, params = count_sql(where, "postgresql")
 
         async def go(conn: Any) -> dict[str, int]:
-            cur = await conn.execute("SELECT status, count(*) FROM runs GROUP BY status")
+            cur = await conn.execute(sql, params)
             return {r[0]: int(r[1]) for r in await cur.fetchall()}
 
         return await self._with_conn(go, "counting runs")
+
+    async def saga_counts(self) -> dict[str, int]:
+        """How many runs of each saga the store holds."""
+        sql, params = saga_counts_sql("postgresql")
+
+        async def go(conn: Any) -> dict[str, int]:
+            cur = await conn.execute(sql, params)
+            counts: dict[str, int] = {}
+            for saga, n in await cur.fetchall():
+                counts[saga] = counts.get(saga, 0) + int(n)
+            return counts
+
+        return await self._with_conn(go, "counting runs")
+
+    async def saga_names(self) -> list[str]:
+        """The names of the sagas the store has runs of, sorted."""
+        sql, params = saga_names_sql("postgresql")
+
+        async def go(conn: Any) -> list[str]:
+            cur = await conn.execute(sql, params)
+            return [r[0] for r in await cur.fetchall()]
+
+        return await self._with_conn(go, "listing sagas")
 
     # ---- the journal ---------------------------------------------------------
 
